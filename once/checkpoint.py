@@ -1,0 +1,80 @@
+"""Checkpoints in safetensors (never pickle): model weights, and the full training state for resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save
+
+from once.data.files import write_atomic
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
+    """Atomically write tensors, with JSON-able metadata stored in the safetensors header."""
+    header = {key: json.dumps(value) for key, value in (metadata or {}).items()}
+    write_atomic(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    with safe_open(str(path), framework="pt") as f:
+        metadata = {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
+    return load_file(str(path)), metadata
+
+
+def save_model(path: Path, model: torch.nn.Module) -> None:
+    save_tensors(path, model.state_dict())
+
+
+def load_model(path: Path, model: torch.nn.Module) -> None:
+    tensors, _ = load_tensors(path)
+    model.load_state_dict(tensors)
+
+
+def save_training_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    trainer: dict[str, Any],
+) -> None:
+    """Everything a resumed run needs: weights, optimizer moments, scheduler and trainer bookkeeping."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    plain_state: dict[str, dict[str, Any]] = {}
+    for param, values in optimizer_state["state"].items():
+        plain_state[str(param)] = {}
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param}.{name}"] = value
+            else:
+                plain_state[str(param)][name] = value
+    metadata = {
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "state": plain_state},
+        "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
+        "trainer": trainer,
+    }
+    save_tensors(path, tensors, metadata)
+
+
+def load_training_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    """Restore what `save_training_state` wrote; returns the trainer bookkeeping."""
+    tensors, metadata = load_tensors(path)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {
+        int(param): dict(values) for param, values in metadata["optimizer"]["state"].items()
+    }
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param, name = key.split(".", 2)
+            state.setdefault(int(param), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": metadata["optimizer"]["param_groups"]})
+    scheduler.load_state_dict({**metadata["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    return metadata["trainer"]

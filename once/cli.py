@@ -1,0 +1,272 @@
+"""The `once` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from once.errors import Interrupted, OnceError, RecipeError
+from once.metrics import METRICS
+from once.recipe import DEMO_RECIPE, builtin_recipes, load_recipe, read_recipe_text, resolve_recipe
+from once.registry import Registry, load_registry
+from once.runs import RECIPE, Run, find_runs
+
+Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4")]
+
+
+def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], extra: dict[str, list[str]] | None = None):
+    table = Table(title=title)
+    table.add_column("")
+    for name in extra or {}:
+        table.add_column(name, justify="right")
+    for metric in METRICS:
+        table.add_column(metric.upper(), justify="right")
+    for i, (label, metrics) in enumerate(rows):
+        cells = [values[i] for values in (extra or {}).values()]
+        table.add_row(label, *cells, *(f"{metrics.get(m, float('nan')):.4f}" for m in METRICS))
+    return table
+
+
+def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
+    """The command-line app over one registry; plugins add their commands through the register_commands hook."""
+    out = console or Console()
+    app = typer.Typer(help="ONCE: content-based recommendation boosted by LLMs.", no_args_is_help=True)
+    recipe_app = typer.Typer(help="List, copy, validate and show recipes.", no_args_is_help=True)
+    app.add_typer(recipe_app, name="recipe")
+
+    @app.callback()
+    def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False):
+        """Train and evaluate content-based recommenders from recipes."""
+
+    @app.command()
+    def train(
+        recipe: Annotated[str, typer.Argument(help="Recipe file or built-in recipe name.")] = DEMO_RECIPE,
+        set_: Overrides = None,
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
+        resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
+    ):
+        """Train a recipe (the demo when none is given) and test the best epoch."""
+        from once.train import train as run_training
+
+        if resume:
+            if set_:
+                raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
+            resolved = _resolve_run_recipe(resume, registry)
+        else:
+            resolved = load_recipe(recipe, registry, set_)
+        out.print(f"[bold]recipe[/] {resolved.source}  [bold]fingerprint[/] {resolved.fingerprint}")
+
+        def report(record: dict[str, Any]) -> None:
+            dev = "  ".join(f"{m} {record['dev'][m]:.4f}" for m in METRICS)
+            out.print(
+                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}  dev {dev}  "
+                f"({record['samples_per_s']:.0f} samples/s)"
+            )
+
+        result = run_training(
+            resolved, runs_root=out_dir, resume=resume, plugins=registry.distributions(), on_epoch_end=report
+        )
+        rows = [(f"epoch {r['epoch']}", r["dev"]) for r in result.epochs]
+        losses = {"loss": [f"{r['train_loss']:.4f}" for r in result.epochs]}
+        out.print(metrics_table("dev metrics per epoch", rows, losses))
+        if result.test:
+            out.print(metrics_table("test (best dev epoch)", [("test", result.test)]))
+        out.print(f"run directory: [bold]{result.run.path}[/]")
+
+    @app.command("eval")
+    def evaluate_run(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
+        split: Annotated[str, typer.Option(help="dev or test")] = "test",
+        prediction: Annotated[Path | None, typer.Option(help="Write MIND leaderboard prediction.txt here.")] = None,
+        plain: Annotated[
+            bool, typer.Option(help="Run the full model per impression instead of the fast path.")
+        ] = False,
+    ):
+        """Re-evaluate a saved run's best checkpoint."""
+        from once.checkpoint import load_model
+        from once.data.files import write_atomic
+        from once.data.prepare import prepare
+        from once.evaluate import mind_metrics, prediction_lines, score_split
+        from once.model import build_recommender
+        from once.runs import BEST
+        from once.train import pick_device
+
+        resolved = _resolve_run_recipe(run_dir, registry)
+        data = prepare(resolved)
+        if split not in data.splits:
+            raise OnceError(f"the dataset has no '{split}' split", hint=f"Splits: {', '.join(data.splits)}.")
+        device = pick_device(resolved.recipe.device)
+        model = build_recommender(resolved, data).to(device)
+        load_model(run_dir / BEST, model)
+        chosen = data.splits[split]
+        scores = score_split(
+            model,
+            chosen,
+            num_items=data.num_items,
+            max_history=resolved.recipe.train.max_history,
+            batch_size=resolved.recipe.eval.batch_size,
+            device=device,
+            fast=not plain,
+        )
+        if prediction:
+            write_atomic(prediction, prediction_lines(chosen, scores))
+            out.print(f"wrote {len(scores)} impressions to {prediction}")
+        if chosen.labeled:
+            metrics = mind_metrics((chosen.labels[i] for i in range(len(chosen))), scores)
+            out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
+        elif not prediction:
+            out.print(f"the {split} split is unlabeled: use --prediction FILE to write rankings")
+
+    @app.command()
+    def data(
+        name: Annotated[str, typer.Argument(help="A registered dataset, e.g. demo.")],
+        out_dir: Annotated[Path, typer.Argument(help="Folder to write MIND files into.")],
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Dataset option: --set items=5000")] = None,
+    ):
+        """Write a dataset as MIND files (train/, dev/, test/ with news.tsv and behaviors.tsv)."""
+        from once.recipe import parse_overrides
+
+        part = registry.get("dataset", name)
+        values = {".".join(keys): value for keys, value in parse_overrides(set_ or [])}
+        try:
+            options = part.options.model_validate(values, context={"base_dir": Path.cwd()})
+        except ValidationError as error:
+            raise OnceError(f"invalid options for dataset '{name}': {error}") from None
+        dataset = part.implementation(options, None)
+        if not hasattr(dataset, "export"):
+            raise OnceError(f"the dataset '{name}' cannot be written out (it reads files you already have)")
+        dataset.export(out_dir)
+        out.print(f"wrote dataset '{name}' to {out_dir}")
+
+    @app.command()
+    def plugins():
+        """List every registered part: kind, name, providing distribution and version."""
+        table = Table(title="registered plugins")
+        for column in ("kind", "name", "distribution", "version", "plugin"):
+            table.add_column(column)
+        for part in registry.parts():
+            table.add_row(
+                part.kind.replace("_", " "),
+                part.name,
+                part.distribution or "(in-process)",
+                part.version or "",
+                part.plugin,
+            )
+        out.print(table)
+
+    @recipe_app.command("ls")
+    def recipe_ls():
+        """List the built-in recipes."""
+        table = Table(title="built-in recipes")
+        table.add_column("name")
+        table.add_column("description")
+        for name, resource in sorted(builtin_recipes().items()):
+            text = resource.read_text(encoding="utf8")
+            description = next(
+                (line[len("description:") :].strip() for line in text.splitlines() if line.startswith("description:")),
+                "",
+            )
+            table.add_row(name, description.strip("'\""))
+        out.print(table)
+
+    @recipe_app.command("cp")
+    def recipe_cp(name: str, path: Path):
+        """Copy a built-in recipe to PATH to edit it."""
+        text, _, _ = read_recipe_text(name)
+        if path.exists():
+            raise OnceError("refusing to overwrite an existing file", where=str(path))
+        path.write_text(text, encoding="utf8")
+        out.print(f"copied recipe '{name}' to {path}")
+
+    @recipe_app.command("validate")
+    def recipe_validate(path: str, set_: Overrides = None):
+        """Check a recipe: keys, plugin names, options and required packages."""
+        resolved = load_recipe(path, registry, set_)
+        out.print(f"[green]valid[/]: {resolved.source} (fingerprint {resolved.fingerprint})")
+
+    @recipe_app.command("show")
+    def recipe_show(path: str, set_: Overrides = None):
+        """Print the fully resolved recipe, with every default filled in."""
+        resolved = load_recipe(path, registry, set_)
+        out.print(resolved.to_yaml(), markup=False, highlight=False, end="")
+
+    @app.command()
+    def runs(folder: Annotated[Path, typer.Argument(help="Folder to search for run directories.")] = Path("runs")):
+        """Compare runs: recipe, fingerprint, date, best dev and test metrics."""
+        table = Table(title=f"runs under {folder}")
+        for column in (
+            "run",
+            "recipe",
+            "fingerprint",
+            "created",
+            "epochs",
+            "best dev",
+            "test AUC",
+            "test MRR",
+            "test nDCG@5",
+            "test nDCG@10",
+        ):
+            table.add_column(column)
+        for run in find_runs(folder):
+            info, epochs, test = run.info, run.epochs(), run.test_metrics() or {}
+            metric = "auc"
+            best = max((e["dev"].get(metric, float("nan")) for e in epochs), default=float("nan"))
+            table.add_row(
+                run.path.name,
+                info["recipe"],
+                info["fingerprint"][:8],
+                info["created"][:16].replace("T", " "),
+                str(len(epochs)),
+                f"{metric} {best:.4f}",
+                *(f"{test[m]:.4f}" if m in test else "-" for m in METRICS),
+            )
+        out.print(table)
+
+    registry.add_commands(app)
+    return app
+
+
+def _resolve_run_recipe(run_dir: Path, registry: Registry):
+    run = Run.open(run_dir)
+    text = (run.path / RECIPE).read_text(encoding="utf8")
+    return resolve_recipe(text, registry, [], label=str(run.path / RECIPE), base_dir=run.path, name=run.info["recipe"])
+
+
+def run(args: list[str], registry: Registry | None = None, console: Console | None = None) -> int:
+    """Run the command line on `args`; returns the exit code. Errors we expect print as one paragraph."""
+    errors = Console(stderr=True)
+    debug = "--debug" in args
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=errors)], force=True)
+    try:
+        app = make_app(registry or load_registry(), console)
+        app(args=args, prog_name="once", standalone_mode=False)
+    except OnceError as error:
+        if debug:
+            raise
+        where = f"[bold]{error.where}[/]: " if error.where else ""
+        errors.print(f"[red]error:[/] {where}", end="")
+        errors.print(error.message, markup=False, highlight=False)
+        if error.hint:
+            errors.print(error.hint, markup=False, highlight=False)
+        return 130 if isinstance(error, Interrupted) else 2
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.TyperException as error:
+        errors.print(error.format_message(), markup=False, highlight=False)
+        return error.exit_code
+    except typer.Abort:
+        errors.print("aborted")
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

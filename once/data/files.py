@@ -1,0 +1,54 @@
+"""Where ONCE keeps derived data, and how it writes files so that a crash never leaves half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    """`$ONCE_CACHE`, else `~/.cache/once`: generated corpora and tokenized data live here."""
+    return Path(os.environ.get("ONCE_CACHE") or Path.home() / ".cache" / "once").expanduser()
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file through a temporary sibling and a rename, so readers see the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def building(folder: Path) -> Iterator[Path]:
+    """Fill a temporary folder, then rename it to `folder`: the folder exists only once complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if folder.exists():  # another process finished the same work first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

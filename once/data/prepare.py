@@ -1,0 +1,185 @@
+"""The tokenized cache: items as token-id tensors and impressions as ragged arrays, keyed by a hash of the inputs.
+
+Built once per (data, tokenizer, item fields) and reused by every later run; any change to one of them gives
+a new key, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from once.data.files import building, cache_root, write_json
+from once.data.tables import Corpus, Impressions, Ragged
+from once.errors import DataError
+from once.recipe import ResolvedRecipe
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Split:
+    """One split, ready for batching: every id is an index."""
+
+    impression_ids: list[str]
+    users: np.ndarray  # index into PreparedData.users; 0 = a user not seen in training
+    history: Ragged
+    candidates: Ragged
+    labels: Ragged  # aligned with candidates; -1 = unlabeled
+
+    def __len__(self) -> int:
+        return len(self.impression_ids)
+
+    @property
+    def labeled(self) -> bool:
+        return bool((self.labels.values >= 0).all())
+
+
+@dataclass
+class PreparedData:
+    """Everything the model and the training loop read, as tensors and arrays."""
+
+    key: str
+    folder: Path
+    item_ids: list[str]  # index 0 is padding
+    features: dict[str, torch.Tensor]  # text field -> (items, tokens); category field -> (items,)
+    text_lengths: dict[str, int]
+    category_sizes: dict[str, int]
+    users: list[str]  # index 0 is the unknown user
+    splits: dict[str, Split]
+    vocab_size: int
+    tokenizer_state: dict
+    word_vectors: torch.Tensor | None
+    notes: list[str]
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+
+def prepare(resolved: ResolvedRecipe) -> PreparedData:
+    """Load the tokenized cache for this recipe's data, building it first if it is missing."""
+    dataset = resolved.build("dataset")
+    recipe = resolved.recipe
+    identity = {
+        "format": FORMAT_VERSION,
+        "dataset": resolved.data["dataset"]["name"],
+        "data": dataset.fingerprint(),
+        "tokenizer": resolved.data["tokenizer"],
+        "items": resolved.data["items"],
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    folder = cache_root() / "tokenized" / key
+    if not (folder / "meta.json").exists():
+        log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
+        corpus = dataset.read()
+        tokenizer = resolved.build("tokenizer")
+        with building(folder) as tmp:
+            _write(tmp, corpus, tokenizer, recipe.items.text, recipe.items.categories, identity)
+    return _read(folder, key)
+
+
+def _write(folder: Path, corpus: Corpus, tokenizer, text: dict[str, int], categories: list[str], identity) -> None:
+    items = corpus.items
+    for field in text:
+        if field not in items.text:
+            raise DataError(
+                f"recipe items.text names the field '{field}', which this dataset does not have",
+                hint=f"Text fields: {', '.join(items.text)}.",
+            )
+    for field in categories:
+        if field not in items.categories:
+            raise DataError(
+                f"recipe items.categories names the field '{field}', which this dataset does not have",
+                hint=f"Category fields: {', '.join(items.categories) or 'none'}.",
+            )
+    fit_rows = np.flatnonzero(items.in_train)
+    tokenizer.fit(items.text[field][i] for field in text for i in fit_rows)
+    features: dict[str, torch.Tensor] = {}
+    for field, length in text.items():
+        matrix = torch.zeros(len(items.ids), length, dtype=torch.int32)
+        for row, value in enumerate(items.text[field]):
+            ids = tokenizer.encode(value)[:length] if row else []
+            if ids:
+                matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+        features[field] = matrix
+    category_vocab = {}
+    for field in categories:
+        values = items.categories[field]
+        vocab = [""] + sorted({v for v in values if v})
+        index = {v: i for i, v in enumerate(vocab)}
+        features[field] = torch.tensor([index.get(v, 0) for v in values], dtype=torch.int32)
+        category_vocab[field] = vocab
+    save_file(features, str(folder / "items.safetensors"))
+    vectors = tokenizer.word_vectors()
+    if vectors is not None:
+        save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
+    train_users = sorted(set(corpus.splits["train"].user_ids))
+    user_index = {u: i + 1 for i, u in enumerate(train_users)}
+    for name, impressions in corpus.splits.items():
+        _write_split(folder / f"{name}.safetensors", impressions, user_index)
+    write_json(
+        folder / "meta.json",
+        {
+            "identity": identity,
+            "item_ids": items.ids,
+            "text_lengths": text,
+            "category_vocab": category_vocab,
+            "users": ["", *train_users],
+            "impression_ids": {name: imps.impression_ids for name, imps in corpus.splits.items()},
+            "vocab_size": tokenizer.vocab_size,
+            "tokenizer": tokenizer.state(),
+            "notes": corpus.notes,
+        },
+    )
+
+
+def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
+    tensors = {
+        "users": np.array([user_index.get(u, 0) for u in impressions.user_ids], dtype=np.int64),
+        "history.values": impressions.history.values,
+        "history.offsets": impressions.history.offsets,
+        "candidates.values": impressions.candidates.values,
+        "candidates.offsets": impressions.candidates.offsets,
+        "labels.values": impressions.labels.values.astype(np.int8),
+    }
+    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, str(path))
+
+
+def _read(folder: Path, key: str) -> PreparedData:
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
+    features = {k: v.long() for k, v in load_file(str(folder / "items.safetensors")).items()}
+    vectors_file = folder / "vectors.safetensors"
+    splits = {}
+    for name, impression_ids in meta["impression_ids"].items():
+        t = {k: v.numpy() for k, v in load_file(str(folder / f"{name}.safetensors")).items()}
+        candidates = Ragged(t["candidates.values"], t["candidates.offsets"])
+        splits[name] = Split(
+            impression_ids,
+            t["users"],
+            Ragged(t["history.values"], t["history.offsets"]),
+            candidates,
+            Ragged(t["labels.values"], candidates.offsets),
+        )
+    return PreparedData(
+        key=key,
+        folder=folder,
+        item_ids=meta["item_ids"],
+        features=features,
+        text_lengths=meta["text_lengths"],
+        category_sizes={f: len(v) for f, v in meta["category_vocab"].items()},
+        users=meta["users"],
+        splits=splits,
+        vocab_size=meta["vocab_size"],
+        tokenizer_state=meta["tokenizer"],
+        word_vectors=load_file(str(vectors_file))["vectors"] if vectors_file.exists() else None,
+        notes=meta["notes"],
+    )

@@ -1,0 +1,106 @@
+"""What a dataset plugin returns: items with their fields, and impressions per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+PAD_ITEM = 0  # row 0 of every item table is an empty padding item
+SPLITS = ("train", "dev", "test")
+UNLABELED = -1
+
+
+@dataclass
+class Ragged:
+    """Variable-length integer rows stored as one flat array plus offsets (row i = values[offsets[i]:offsets[i+1]])."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: list[list[int]], dtype: type = np.int64) -> Ragged:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.fromiter((v for r in rows for v in r), dtype=dtype, count=int(offsets[-1]))
+        return cls(values, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.values[self.offsets[row] : self.offsets[row + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def padded(self, rows: np.ndarray, width: int, fill: int = 0) -> np.ndarray:
+        """Rows as a (len(rows), width) matrix, left-aligned; longer rows keep their last `width` values."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ends = self.offsets[rows + 1]
+        lengths = np.minimum(ends - self.offsets[rows], width)
+        columns = np.arange(width)
+        valid = columns < lengths[:, None]
+        if not len(self.values):
+            return np.full((len(rows), width), fill, dtype=self.values.dtype)
+        positions = np.minimum((ends - lengths)[:, None] + columns, len(self.values) - 1)
+        return np.where(valid, self.values[positions], fill).astype(self.values.dtype)
+
+
+@dataclass
+class Items:
+    """Item ids and their raw fields; index 0 is the padding item."""
+
+    ids: list[str]
+    text: dict[str, list[str]]  # e.g. title, abstract
+    categories: dict[str, list[str]]  # e.g. category, subcategory
+    in_train: np.ndarray  # bool per item: listed in the training split (the tokenizer's vocabulary comes from these)
+
+    def index(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.ids)}
+
+
+@dataclass
+class Impressions:
+    """One split's impressions: who saw which candidates after which history, and what they clicked."""
+
+    impression_ids: list[str]
+    user_ids: list[str]
+    history: Ragged  # item indices, oldest first
+    candidates: Ragged  # item indices
+    labels: Ragged  # 1 clicked, 0 not, -1 unlabeled (e.g. the MIND-large test split)
+
+    def __len__(self) -> int:
+        return len(self.impression_ids)
+
+    @property
+    def labeled(self) -> bool:
+        return len(self.labels.values) == 0 or bool((self.labels.values != UNLABELED).all())
+
+
+@dataclass
+class Corpus:
+    """A dataset as read from disk."""
+
+    items: Items
+    splits: dict[str, Impressions]
+    notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. skipped ids)
+
+
+class Dataset(Protocol):
+    """What a dataset plugin's implementation returns."""
+
+    def fingerprint(self) -> str:
+        """A hash of the inputs: changes whenever the data would read differently."""
+
+    def read(self) -> Corpus:
+        """Read the items and every available split."""
+
+
+class ExportableDataset(Dataset, Protocol):
+    def export(self, out: Path) -> None:
+        """Write the dataset as MIND files under `out` (`once data NAME OUT`)."""

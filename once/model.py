@@ -1,0 +1,78 @@
+"""The recommender: item encoder -> user encoder -> click predictor, each a plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from once.data.prepare import PreparedData
+from once.recipe import ResolvedRecipe
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a part may need to know about the data and the parts before it when it is built."""
+
+    vocab_size: int
+    word_vectors: torch.Tensor | None
+    text_lengths: dict[str, int]  # tokenized text fields -> tokens per item
+    category_sizes: dict[str, int]  # category fields -> number of values (0 = none)
+    num_users: int  # users seen in training, plus the unknown user 0
+    item_dim: int = 0  # output size of the item encoder
+    user_dim: int = 0  # output size of the user encoder
+
+
+class Recommender(nn.Module):
+    """Scores candidates for users from item content.
+
+    Contract for plugins: an item encoder maps `{field: (n, ...)}` to `(n, dim)` and has `.dim`; a user encoder
+    maps history vectors `(batch, history, item_dim)`, their mask and user indices to `(batch, dim)` and has
+    `.dim`; a predictor maps user vectors `(batch, dim)` and candidate vectors `(batch, candidates, dim)` to
+    scores `(batch, candidates)`.
+    """
+
+    def __init__(
+        self, item_encoder: nn.Module, user_encoder: nn.Module, predictor: nn.Module, features: dict[str, torch.Tensor]
+    ) -> None:
+        super().__init__()
+        self.item_encoder, self.user_encoder, self.predictor = item_encoder, user_encoder, predictor
+        self.fields = sorted(features)
+        for field in self.fields:  # moved with the model, never saved in checkpoints
+            self.register_buffer(f"feature_{field}", features[field], persistent=False)
+
+    def encode_items(self, items: torch.Tensor) -> torch.Tensor:
+        """(n,) item indices -> (n, item_dim)."""
+        return self.item_encoder({f: getattr(self, f"feature_{f}")[items] for f in self.fields})
+
+    def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """(batch, history, item_dim) vectors of the (batch, history) item indices -> (batch, user_dim)."""
+        return self.user_encoder(history_vectors, history != 0, users)
+
+    def forward(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""
+        batch, length = history.shape
+        # encode each distinct item of the batch once
+        unique, inverse = torch.unique(torch.cat([history.flatten(), candidates.flatten()]), return_inverse=True)
+        vectors = self.encode_items(unique)
+        history_vectors = vectors[inverse[: batch * length]].view(batch, length, -1)
+        candidate_vectors = vectors[inverse[batch * length :]].view(*candidates.shape, -1)
+        return self.predictor(self.encode_users(history_vectors, history, users), candidate_vectors)
+
+
+def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommender:
+    """Instantiate the recipe's item encoder, user encoder and predictor for this data."""
+    context = BuildContext(
+        vocab_size=data.vocab_size,
+        word_vectors=data.word_vectors,
+        text_lengths=data.text_lengths,
+        category_sizes=data.category_sizes,
+        num_users=len(data.users),
+    )
+    item_encoder = resolved.build("model", "item", context=context)
+    context = replace(context, item_dim=item_encoder.dim)
+    user_encoder = resolved.build("model", "user", context=context)
+    context = replace(context, user_dim=user_encoder.dim)
+    predictor = resolved.build("model", "predictor", context=context)
+    return Recommender(item_encoder, user_encoder, predictor, data.features)

@@ -1,0 +1,52 @@
+"""Neural building blocks shared by the models: numerically stable masked attention and pooling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over positions where `mask` is true; masked positions get exactly 0, an all-masked row all zeros."""
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=dim) * mask
+
+
+class AdditiveAttention(nn.Module):
+    """Pool a sequence into one vector: weights = softmax(q . tanh(W x + b))."""
+
+    def __init__(self, dim: int, query_dim: int = 200) -> None:
+        super().__init__()
+        self.project = nn.Linear(dim, query_dim)
+        self.query = nn.Linear(query_dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (..., length, dim), mask: (..., length) -> (..., dim)
+        scores = self.query(torch.tanh(self.project(x))).squeeze(-1)
+        weights = masked_softmax(scores, mask)
+        return torch.einsum("...l,...ld->...d", weights, x)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Scaled dot-product self-attention with `heads` heads of `head_dim` each (NRMS: no output projection)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.query = nn.Linear(dim, heads * head_dim)
+        self.key = nn.Linear(dim, heads * head_dim)
+        self.value = nn.Linear(dim, heads * head_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (batch, length, dim), mask: (batch, length) -> (batch, length, heads * head_dim)
+        batch, length, _ = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # -> (batch, heads, length, head_dim)
+            return t.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (batch, heads, length, length)
+        weights = masked_softmax(scores, mask[:, None, None, :])
+        return (weights @ v).transpose(1, 2).reshape(batch, length, self.heads * self.head_dim)

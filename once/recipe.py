@@ -1,0 +1,336 @@
+"""Recipes: YAML files that name registered plugins and their options, validated by pydantic.
+
+A recipe never executes code. Paths inside it resolve relative to the recipe file (or from `~` and
+environment variables), so a recipe written on one machine runs on another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+
+from once.errors import PluginError, RecipeError, closest
+from once.registry import Part, Registry
+
+DEMO_RECIPE = "demo"
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Path:
+    if not isinstance(value, str | Path):
+        raise ValueError("expected a path")
+    expanded = os.path.expandvars(os.path.expanduser(str(value)))
+    if "$" in expanded:
+        raise ValueError(f"'{value}' names an environment variable that is not set")
+    path = Path(expanded)
+    if not path.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        path = (Path(base) if base else Path.cwd()) / path
+    return Path(os.path.normpath(path))
+
+
+RecipePath = Annotated[Path, BeforeValidator(_resolve_path)]
+"""A path option: relative to the recipe's folder, `~` and `$VARS` expanded."""
+
+
+class Strict(BaseModel):
+    """A recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginChoice(BaseModel):
+    """`name` of a registered plugin plus that plugin's own options (validated by its options model)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ItemsSection(Strict):
+    text: dict[str, int] = Field(default_factory=lambda: {"title": 30}, description="text field -> max tokens")
+    categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
+
+
+class ModelSection(Strict):
+    item: PluginChoice
+    user: PluginChoice
+    predictor: PluginChoice = PluginChoice(name="dot")
+
+
+Metric = Literal["auc", "mrr", "ndcg@5", "ndcg@10"]
+
+
+class TrainSection(Strict):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    negatives: int = Field(4, ge=1, description="unclicked candidates per click, from the same impression")
+    max_history: int = Field(50, ge=1, description="most recent history items kept")
+    accumulate: int = Field(1, ge=1, description="batches per optimizer step")
+    warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float | None = Field(None, gt=0)
+    patience: int | None = Field(2, ge=1, description="epochs without dev improvement before stopping")
+    metric: Metric = "auc"
+    max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many optimizer steps")
+
+
+class EvalSection(Strict):
+    batch_size: int = Field(256, ge=1)
+
+
+class Recipe(Strict):
+    description: str = ""
+    requires: list[str] = Field(default_factory=list, description="plugin distributions, pip-style specifiers")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dataset: PluginChoice
+    tokenizer: PluginChoice
+    items: ItemsSection = ItemsSection()
+    model: ModelSection
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+
+
+# recipe key -> kind of plugin it names
+SLOTS: dict[tuple[str, ...], str] = {
+    ("dataset",): "dataset",
+    ("tokenizer",): "tokenizer",
+    ("model", "item"): "item_encoder",
+    ("model", "user"): "user_encoder",
+    ("model", "predictor"): "predictor",
+}
+NOT_FINGERPRINTED = ("description", "requires")
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    """A validated recipe: every plugin looked up, every option filled in."""
+
+    recipe: Recipe
+    parts: dict[tuple[str, ...], Part]
+    options: dict[tuple[str, ...], BaseModel]
+    data: dict[str, Any]  # the fully resolved recipe as plain data (what `once recipe show` prints)
+    source: str  # where it came from, for messages
+    name: str  # short name for run directories
+
+    @property
+    def fingerprint(self) -> str:
+        content = {k: v for k, v in self.data.items() if k not in NOT_FINGERPRINTED}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def part(self, *slot: str) -> Part:
+        return self.parts[slot]
+
+    def build(self, *slot: str, context: Any = None) -> Any:
+        """Instantiate the plugin in `slot` with its validated options."""
+        return self.parts[slot].implementation(self.options[slot], context)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False)
+
+
+def builtin_recipes() -> dict[str, Any]:
+    """Name -> resource of every recipe shipped in `recipes/`."""
+    folder = importlib.resources.files("once.recipes")
+    return {f.name.removesuffix(".yaml"): f for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
+def read_recipe_text(source: str | Path) -> tuple[str, str, Path | None]:
+    """(text, label, folder) of a recipe file, or of a built-in recipe given by name."""
+    path = Path(source)
+    if path.is_file():
+        return path.read_text(encoding="utf8"), str(path), path.resolve().parent
+    builtins = builtin_recipes()
+    if str(source) in builtins:
+        return builtins[str(source)].read_text(encoding="utf8"), f"built-in recipe '{source}'", None
+    guess = closest(str(source), list(builtins))
+    raise RecipeError(
+        f"no recipe file '{source}' and no built-in recipe of that name",
+        hint=(f"Did you mean '{guess}'? " if guess else "") + f"Built-in recipes: {', '.join(sorted(builtins))}.",
+    )
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
+    """`key.sub=value` strings -> (key path, YAML-parsed value)."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise RecipeError(
+                f"override '{item}' is not of the form key.sub=value", hint="Example: --set train.lr=1e-4"
+            )
+        try:
+            parsed.append((key.split("."), yaml.safe_load(value) if value else ""))
+        except yaml.YAMLError:
+            parsed.append((key.split("."), value))
+    return parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for keys, value in parse_overrides(overrides):
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"cannot set '{'.'.join(keys)}': '{'.'.join(keys[: depth + 1])}' is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_recipe(
+    source: str | Path = DEMO_RECIPE, registry: Registry | None = None, overrides: list[str] | None = None
+) -> ResolvedRecipe:
+    """Read, override, validate and resolve a recipe (a file path or a built-in recipe's name)."""
+    text, label, folder = read_recipe_text(source)
+    name = Path(source).stem if folder else str(source)
+    return resolve_recipe(text, registry, overrides or [], label=label, base_dir=folder, name=name)
+
+
+def resolve_recipe(
+    text: str,
+    registry: Registry | None,
+    overrides: list[str],
+    *,
+    label: str = "recipe",
+    base_dir: Path | None = None,
+    name: str = "recipe",
+) -> ResolvedRecipe:
+    from once.registry import load_registry
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}" if mark else label
+        raise RecipeError(f"not valid YAML: {getattr(error, 'problem', error)}", where=where) from None
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a mapping of sections (dataset, tokenizer, model, train, ...)", where=label)
+    data = apply_overrides(data, overrides)
+    lines = _key_lines(text)
+    context = {"base_dir": base_dir}
+    try:
+        recipe = Recipe.model_validate(data, context=context)
+    except ValidationError as error:
+        raise _recipe_error(error, Recipe, (), label, lines) from None
+    _check_requires(recipe.requires, label)
+    registry = registry or load_registry()
+    parts, options = {}, {}
+    resolved = recipe.model_dump(mode="json")
+    for slot, kind in SLOTS.items():
+        choice = _get(recipe, slot)
+        try:
+            part = registry.get(kind, choice.name)
+        except PluginError as error:
+            line = _line_of(lines, (*slot, "name"))
+            where = f"{label}:{line}" if line else label
+            raise RecipeError(f"{'.'.join(slot)}.name: {error.message}", where=where, hint=error.hint) from None
+        try:
+            validated = part.options.model_validate(choice.options(), context=context)
+        except ValidationError as error:
+            raise _recipe_error(error, part.options, slot, label, lines) from None
+        parts[slot], options[slot] = part, validated
+        node = resolved
+        for key in slot[:-1]:
+            node = node[key]
+        node[slot[-1]] = {"name": choice.name, **validated.model_dump(mode="json")}
+    return ResolvedRecipe(recipe, parts, options, resolved, label, name)
+
+
+def _get(recipe: Recipe, slot: tuple[str, ...]) -> PluginChoice:
+    node: Any = recipe
+    for key in slot:
+        node = getattr(node, key)
+    return node
+
+
+def _check_requires(requires: list[str], label: str) -> None:
+    missing = []
+    for text in requires:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise RecipeError(f"requires: '{text}' is not a valid requirement ({error})", where=label) from None
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(f"{requirement} (not installed)")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{requirement} (installed: {installed})")
+    if missing:
+        install = " ".join(f"'{m.split(' (')[0]}'" for m in missing)
+        raise RecipeError(
+            f"this recipe needs plugin packages that are missing: {'; '.join(missing)}",
+            where=label,
+            hint=f"Install them: pip install {install}",
+        )
+
+
+def _recipe_error(
+    error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...], label: str, lines: dict[tuple, int]
+) -> RecipeError:
+    problems = []
+    for item in error.errors():
+        loc = prefix + tuple(str(part) for part in item["loc"])
+        key = ".".join(loc)
+        line = _line_of(lines, loc)
+        where = f"line {line}, " if line else ""
+        if item["type"] == "extra_forbidden":
+            known = _fields_at(model, tuple(str(p) for p in item["loc"][:-1]))
+            guess = closest(loc[-1], known)
+            suggestion = f"; did you mean '{guess}'?" if guess else f"; known keys: {', '.join(known)}"
+            problems.append(f"{where}{key}: unknown key{suggestion}")
+        elif item["type"] == "missing":
+            problems.append(f"{where}{key}: required key is missing")
+        else:
+            problems.append(f"{where}{key}: {item['msg']} (got {item.get('input')!r})")
+    return RecipeError("invalid recipe\n  " + "\n  ".join(problems), where=label)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    for key in loc:
+        field = model.model_fields.get(key)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [name for name in model.model_fields if name != "name" or model is PluginChoice]
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple[str, ...]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Key path -> 1-based line number of every mapping key in a YAML text."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: Any, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+
+    with contextlib.suppress(yaml.YAMLError):  # syntax errors are reported by the parser
+        walk(yaml.compose(text), ())
+    return lines

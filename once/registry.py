@@ -1,0 +1,154 @@
+"""The plugin manager: loads plugins from the `once` entry-point group and looks parts up by kind and name."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from once import hookspecs
+from once.errors import PluginError, closest
+
+ENTRY_POINT_GROUP = "once"
+
+# kind -> the hook that registers parts of that kind
+HOOKS: dict[str, str] = {
+    "dataset": "register_datasets",
+    "tokenizer": "register_tokenizers",
+    "item_encoder": "register_item_encoders",
+    "user_encoder": "register_user_encoders",
+    "predictor": "register_predictors",
+    "augmenter": "register_augmenters",
+}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One registered implementation, with the plugin and distribution that provide it."""
+
+    kind: str
+    name: str
+    implementation: Callable[..., Any]
+    options: type[BaseModel]
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+    @property
+    def provider(self) -> str:
+        """The distribution (with version) that ships this part, or the in-process plugin name."""
+        if self.distribution:
+            return f"{self.distribution} {self.version}"
+        return f"plugin '{self.plugin}' (registered in-process)"
+
+
+class Registry:
+    """Every registered part, by kind and name; built by `load_registry`, never mutated afterwards."""
+
+    def __init__(self, manager: pluggy.PluginManager, parts: dict[str, dict[str, Part]]) -> None:
+        self._manager = manager
+        self._parts = parts
+
+    def get(self, kind: str, name: str) -> Part:
+        """The part of this kind and name, or an error listing what is available and the closest match."""
+        available = self._parts[kind]
+        if name in available:
+            return available[name]
+        guess = closest(name, list(available))
+        hint = f"Did you mean '{guess}'? " if guess else ""
+        label = kind.replace("_", " ")
+        raise PluginError(
+            f"unknown {label} '{name}'",
+            hint=f"{hint}Available: {', '.join(sorted(available)) or 'none'}. "
+            "Run `once plugins` to see every registered part.",
+        )
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self._parts[kind]
+
+    def parts(self) -> list[Part]:
+        return [part for kind in HOOKS for part in sorted(self._parts[kind].values(), key=lambda p: p.name)]
+
+    def distributions(self) -> dict[str, str]:
+        """Distribution name -> version of every plugin package that registered something."""
+        return {p.distribution: p.version for p in self.parts() if p.distribution and p.version}
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add their commands to the command line."""
+        self._manager.hook.register_commands(cli=cli)
+
+
+def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = ()) -> Registry:
+    """Load the `once` entry points (built-ins included) and any plugin objects given, then collect their parts."""
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    origins: dict[str, tuple[str | None, str | None]] = {}
+    if entry_points:
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            _register_entry_point(manager, entry_point, origins)
+    for plugin in plugins:
+        name = manager.register(plugin, name=getattr(plugin, "__name__", None))
+        origins[name] = (None, None)
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise PluginError(
+            f"plugin '{error.plugin_name}' implements a hook that ONCE does not define: {error}",
+            hint=f"Hooks are: {', '.join(sorted(h for h in dir(hookspecs) if h.startswith('register_')))}.",
+        ) from None
+    parts: dict[str, dict[str, Part]] = {kind: {} for kind in HOOKS}
+    for kind, hook_name in HOOKS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            distribution, version = origins.get(impl.plugin_name, (None, None))
+            register = _collector(parts[kind], kind, impl.plugin_name, distribution, version)
+            impl.function(**{arg: register for arg in impl.argnames})
+    return Registry(manager, parts)
+
+
+def _register_entry_point(
+    manager: pluggy.PluginManager,
+    entry_point: importlib.metadata.EntryPoint,
+    origins: dict[str, tuple[str | None, str | None]],
+) -> None:
+    distribution = entry_point.dist.metadata["Name"] if entry_point.dist else None
+    version = entry_point.dist.version if entry_point.dist else None
+    existing = manager.get_plugin(entry_point.name)
+    try:
+        plugin = entry_point.load()
+    except Exception as error:  # a broken plugin must name itself, not crash start-up with a bare traceback
+        raise PluginError(
+            f"plugin '{entry_point.name}' ({entry_point.value}) from {distribution} {version} failed to load: {error}",
+            hint=f"Reinstall or uninstall {distribution}.",
+        ) from error
+    if existing is plugin:  # the same distribution seen twice on sys.path
+        return
+    if existing is not None:
+        first = origins[entry_point.name][0]
+        raise PluginError(
+            f"two distributions declare the plugin entry point '{entry_point.name}': {first} and {distribution}",
+            hint="Uninstall one of them.",
+        )
+    manager.register(plugin, name=entry_point.name)
+    origins[entry_point.name] = (distribution, version)
+
+
+def _collector(
+    table: dict[str, Part], kind: str, plugin: str, distribution: str | None, version: str | None
+) -> Callable[..., None]:
+    def register(name: str, implementation: Callable[..., Any], options: type[BaseModel]) -> None:
+        part = Part(kind, name, implementation, options, plugin, distribution, version)
+        if name in table:
+            raise PluginError(
+                f"two plugins register the {kind.replace('_', ' ')} '{name}': {table[name].provider} "
+                f"and {part.provider}",
+                hint="Uninstall one of them, or ask a plugin author to rename theirs.",
+            )
+        if not (isinstance(options, type) and issubclass(options, BaseModel)):
+            raise PluginError(f"{part.provider} registers {kind} '{name}' without a pydantic options model")
+        table[name] = part
+
+    return register

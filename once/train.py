@@ -1,0 +1,213 @@
+"""The training loop: sampled negatives, softmax cross-entropy, Adam, early stopping, resumable epochs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from once.checkpoint import load_model, load_training_state, save_model, save_training_state
+from once.data.files import write_json
+from once.data.prepare import PreparedData, prepare
+from once.data.sampling import TrainingSamples, training_batches
+from once.errors import DataError, Interrupted, OnceError
+from once.evaluate import evaluate
+from once.model import Recommender, build_recommender
+from once.recipe import ResolvedRecipe
+from once.runs import BEST, STATE, TEST, Run
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    run: Run
+    epochs: list[dict[str, Any]]
+    test: dict[str, float] | None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OnceError("the recipe asks for device: cuda, but no CUDA GPU is available", hint="Use device: auto.")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: resuming at any epoch replays exactly what an uninterrupted run does."""
+    return seed * 1_000_003 + epoch
+
+
+class Trainer:
+    """Trains one recipe into one run directory."""
+
+    def __init__(self, resolved: ResolvedRecipe, run: Run, data: PreparedData, console: Console) -> None:
+        self.resolved, self.run, self.data, self.console = resolved, run, data, console
+        self.recipe = resolved.recipe
+        self.device = pick_device(self.recipe.device)
+        for split in ("train", "dev"):
+            if split not in data.splits:
+                raise DataError(f"the dataset has no {split} split, which training needs")
+        torch.manual_seed(self.recipe.seed)
+        self.model: Recommender = build_recommender(resolved, data).to(self.device)
+        train = self.recipe.train
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        warmup = train.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "records": []}
+        split = data.splits["train"]
+        self.samples = TrainingSamples.from_split(split)
+        if not len(self.samples):
+            raise DataError("the training split has no clicked candidates to learn from")
+        self.histories = split.history.padded(np.arange(len(split)), train.max_history)
+
+    def resume(self) -> None:
+        self.state = load_training_state(self.run.path / STATE, self.model, self.optimizer, self.scheduler)
+
+    def eval_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_items": self.data.num_items,
+            "max_history": self.recipe.train.max_history,
+            "batch_size": self.recipe.eval.batch_size,
+            "device": self.device,
+        }
+
+    def fit(self, on_epoch_end: EpochCallback | None = None) -> None:
+        train = self.recipe.train
+        while self.state["epoch"] < train.epochs and not self._stopped_early():
+            epoch = self.state["epoch"]
+            record = self._train_epoch(epoch)
+            record["dev"] = evaluate(self.model, self.data.splits["dev"], **self.eval_kwargs())
+            self._finish_epoch(record)
+            if on_epoch_end:
+                on_epoch_end(record)
+
+    def _stopped_early(self) -> bool:
+        patience = self.recipe.train.patience
+        return patience is not None and self.state["bad_epochs"] >= patience
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        train = self.recipe.train
+        torch.manual_seed(epoch_seed(self.recipe.seed, epoch))
+        rng = np.random.default_rng(epoch_seed(self.recipe.seed, epoch))
+        negatives = self.samples.negatives(train.negatives, self.data.num_items, rng)
+        order = rng.permutation(len(self.samples))
+        batches = -(-len(order) // train.batch_size)
+        if train.max_steps:
+            batches = min(batches, train.max_steps * train.accumulate)
+        self.model.train()
+        self.optimizer.zero_grad()
+        total_loss, seen, started = 0.0, 0, time.perf_counter()
+        split = self.data.splits["train"]
+        with self._progress() as progress:
+            task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss=float("nan"), rate=0.0)
+            stream = training_batches(self.samples, self.histories, split.users, negatives, order, train.batch_size)
+            for step, batch in enumerate(stream):
+                if step == batches:
+                    break
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                scores = self.model(batch["history"], batch["candidates"], batch["users"])
+                target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
+                loss = F.cross_entropy(scores, target)
+                (loss / train.accumulate).backward()
+                if (step + 1) % train.accumulate == 0 or step + 1 == batches:
+                    self._optimizer_step()
+                total_loss += loss.item() * len(scores)
+                seen += len(scores)
+                rate = seen / (time.perf_counter() - started)
+                progress.update(task, advance=1, loss=total_loss / seen, rate=rate)
+        seconds = time.perf_counter() - started
+        return {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / seen,
+            "samples_per_s": seen / seconds,
+            "seconds": seconds,
+        }
+
+    def _optimizer_step(self) -> None:
+        if self.recipe.train.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.train.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+
+    def _finish_epoch(self, record: dict[str, Any]) -> None:
+        metric = self.recipe.train.metric
+        value = record["dev"][metric]
+        if self.state["best"] is None or value > self.state["best"]:
+            self.state.update(best=value, best_epoch=record["epoch"], bad_epochs=0)
+            save_model(self.run.path / BEST, self.model)
+        else:
+            self.state["bad_epochs"] += 1
+        self.state["epoch"] = record["epoch"]
+        self.state["records"].append(record)
+        self.run.write_epochs(self.state["records"])
+        save_training_state(self.run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
+
+    def test(self) -> dict[str, float] | None:
+        split = self.data.splits.get("test")
+        if split is None or not split.labeled:
+            return None
+        load_model(self.run.path / BEST, self.model)
+        metrics = evaluate(self.model, split, **self.eval_kwargs())
+        write_json(self.run.path / TEST, metrics)
+        return metrics
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.0f} samples/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+
+
+def train(
+    resolved: ResolvedRecipe,
+    *,
+    runs_root: Path = Path("runs"),
+    resume: Path | None = None,
+    plugins: dict[str, str] | None = None,
+    console: Console | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
+    """Train a recipe into a new run directory under `runs_root`, or continue the run at `resume`."""
+    console = console or Console(stderr=True)
+    run = Run.open(resume) if resume else Run.create(runs_root, resolved, plugins or {})
+    if resume and run.info["fingerprint"] != resolved.fingerprint:
+        raise OnceError(
+            "the recipe differs from the one this run was started with", where=str(run.path / "recipe.yaml")
+        )
+    data = prepare(resolved)
+    trainer = Trainer(resolved, run, data, console)
+    if resume and (run.path / STATE).exists():
+        trainer.resume()
+    try:
+        trainer.fit(on_epoch_end)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"training interrupted after {trainer.state['epoch']} completed epoch(s)",
+            where=str(run.path),
+            hint=f"Continue with: once train --resume {run.path}",
+        ) from None
+    return TrainResult(run, trainer.state["records"], trainer.test())

@@ -1,0 +1,36 @@
+"""The dot-product click predictor of the classic models."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from once.errors import RecipeError
+from once.hookspecs import hookimpl
+
+
+class DotOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@hookimpl
+def register_predictors(register):
+    register("dot", DotPredictor, DotOptions)
+
+
+class DotPredictor(nn.Module):
+    """score = user . candidate"""
+
+    def __init__(self, options: DotOptions, context) -> None:
+        super().__init__()
+        if context.user_dim != context.item_dim:
+            raise RecipeError(
+                f"the user encoder gives {context.user_dim}-d vectors and the item encoder {context.item_dim}-d; "
+                "the dot predictor needs equal sizes",
+                where="model.predictor",
+            )
+
+    def forward(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        # user: (batch, dim), candidates: (batch, candidates, dim) -> (batch, candidates)
+        return torch.einsum("bd,bcd->bc", user, candidates)

@@ -1,0 +1,199 @@
+"""The MIND reader: a folder with train/, dev/ and optional test/ splits of news.tsv + behaviors.tsv."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
+from once.errors import DataError
+from once.hookspecs import hookimpl
+from once.recipe import RecipePath
+
+log = logging.getLogger(__name__)
+
+NEWS_COLUMNS = ("id", "category", "subcategory", "title", "abstract", "url", "title entities", "abstract entities")
+BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions")
+
+
+class MindOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: RecipePath
+    unknown_items: Literal["error", "skip"] = "error"
+
+
+@hookimpl
+def register_datasets(register):
+    register("mind", MindDataset, MindOptions)
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """Split name -> folder: `train/`, `dev/`, `test/` or Microsoft's `MINDsmall_train/`-style names."""
+    if not root.is_dir():
+        raise DataError("MIND folder not found", where=str(root), hint="Point the recipe's dataset.path at it.")
+    found = {}
+    for folder in sorted(root.iterdir()):
+        for split in SPLITS:
+            if folder.is_dir() and (folder.name == split or folder.name.endswith(f"_{split}")):
+                found.setdefault(split, folder)
+    if "train" not in found:
+        raise DataError(
+            "no train split: expected a train/ (or MINDsmall_train/) folder with news.tsv and behaviors.tsv",
+            where=str(root),
+        )
+    return found
+
+
+class MindDataset:
+    """Reads MIND exactly as Microsoft ships it."""
+
+    def __init__(self, options: MindOptions, context: object = None) -> None:
+        self.root = options.path
+        self.unknown_items = options.unknown_items
+
+    def files(self) -> list[Path]:
+        return [folder / name for folder in split_folders(self.root).values() for name in ("news.tsv", "behaviors.tsv")]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.unknown_items.encode())
+        for path in self.files():
+            digest.update(path.name.encode())
+            if path.exists():
+                with path.open("rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()
+
+    def read(self) -> Corpus:
+        return read_mind(self.root, self.unknown_items)
+
+
+def read_mind(root: Path, unknown_items: str = "error") -> Corpus:
+    folders = split_folders(root)
+    ids, in_train = [""], [False]
+    text: dict[str, list[str]] = {"title": [""], "abstract": [""]}
+    categories: dict[str, list[str]] = {"category": [""], "subcategory": [""]}
+    index: dict[str, int] = {}
+    for split, folder in folders.items():
+        for item, row in read_news(folder / "news.tsv"):
+            if item in index:
+                in_train[index[item]] |= split == "train"
+                continue
+            index[item] = len(ids)
+            ids.append(item)
+            categories["category"].append(row[1])
+            categories["subcategory"].append(row[2])
+            text["title"].append(row[3])
+            text["abstract"].append(row[4])
+            in_train.append(split == "train")
+    items = Items(ids, text, categories, np.array(in_train))
+    notes = []
+    splits = {}
+    for split, folder in folders.items():
+        splits[split], skipped = read_behaviors(folder / "behaviors.tsv", index, unknown_items)
+        if skipped:
+            note = f"{folder / 'behaviors.tsv'}: skipped {skipped} unknown item id(s) (unknown_items: skip)"
+            log.warning(note)
+            notes.append(note)
+    return Corpus(items, splits, notes)
+
+
+def _lines(path: Path):
+    if not path.is_file():
+        raise DataError("file not found", where=str(path), hint="A MIND split folder holds news.tsv and behaviors.tsv.")
+    with path.open(encoding="utf8") as f:
+        empty = True
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            empty = False
+            yield number, line
+    if empty:
+        raise DataError("file is empty", where=str(path))
+
+
+def read_news(path: Path):
+    """(news id, columns) per line of a MIND news.tsv."""
+    for number, line in _lines(path):
+        row = line.split("\t")
+        if len(row) != len(NEWS_COLUMNS):
+            raise DataError(
+                f"expected {len(NEWS_COLUMNS)} tab-separated columns ({', '.join(NEWS_COLUMNS)}), found {len(row)}",
+                where=f"{path}:{number}",
+            )
+        if not row[0]:
+            raise DataError("empty news id in column 1", where=f"{path}:{number}")
+        yield row[0], row
+
+
+def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tuple[Impressions, int]:
+    """One split's impressions from a MIND behaviors.tsv, item ids mapped through `index`."""
+    impression_ids, users, histories, candidates, labels = [], [], [], [], []
+    skipped = 0
+    labeled: bool | None = None
+
+    def lookup(item: str, where: str) -> int | None:
+        nonlocal skipped
+        found = index.get(item)
+        if found is None:
+            if unknown_items == "error":
+                raise DataError(
+                    f"unknown news id '{item}' (not in any news.tsv)",
+                    where=where,
+                    hint="Set dataset.unknown_items: skip to drop such ids with a warning.",
+                )
+            skipped += 1
+        return found
+
+    for number, line in _lines(path):
+        where = f"{path}:{number}"
+        row = line.split("\t")
+        if len(row) != len(BEHAVIOR_COLUMNS):
+            raise DataError(
+                f"expected {len(BEHAVIOR_COLUMNS)} tab-separated columns ({', '.join(BEHAVIOR_COLUMNS)}), "
+                f"found {len(row)}",
+                where=where,
+            )
+        history = [i for i in (lookup(item, where) for item in row[3].split()) if i is not None]
+        shown, clicks = [], []
+        for token in row[4].split():
+            item, dash, label = token.rpartition("-")
+            if not dash:
+                item, label = token, None
+            elif label not in ("0", "1"):
+                raise DataError(
+                    f"bad impression token '{token}': expected NEWSID-0 or NEWSID-1 "
+                    "(or NEWSID alone in an unlabeled test split)",
+                    where=where,
+                )
+            if labeled is None:
+                labeled = label is not None
+            elif labeled != (label is not None):
+                raise DataError(f"impression token '{token}' mixes labeled and unlabeled candidates", where=where)
+            found = lookup(item, where)
+            if found is not None:
+                shown.append(found)
+                clicks.append(int(label) if label is not None else UNLABELED)
+        if not shown:
+            if row[4].split():  # every candidate was an unknown id being skipped
+                continue
+            raise DataError("impression has no candidates in column 5", where=where)
+        impression_ids.append(row[0])
+        users.append(row[1])
+        histories.append(history)
+        candidates.append(shown)
+        labels.append(clicks)
+    impressions = Impressions(
+        impression_ids,
+        users,
+        Ragged.from_rows(histories),
+        Ragged.from_rows(candidates),
+        Ragged.from_rows(labels, np.int8),
+    )
+    return impressions, skipped

@@ -1,0 +1,93 @@
+"""NRMS (Wu et al., EMNLP 2019): multi-head self-attention over words, then over clicked items.
+
+Item: word embeddings -> dropout -> multi-head self-attention -> dropout -> additive attention.
+User: multi-head self-attention over the clicked items' vectors -> additive attention.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from once.errors import RecipeError
+from once.hookspecs import hookimpl
+from once.nn import AdditiveAttention, MultiHeadSelfAttention
+
+
+class NrmsItemOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field("title", description="the tokenized text field to encode")
+    word_dim: int = Field(300, ge=1, description="word embedding size (must match tokenizer.vectors if given)")
+    heads: int = Field(16, ge=1)
+    head_dim: int = Field(16, ge=1)
+    query_dim: int = Field(200, ge=1, description="additive attention query size")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class NrmsUserOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    heads: int = Field(16, ge=1)
+    head_dim: int = Field(16, ge=1)
+    query_dim: int = Field(200, ge=1)
+
+
+@hookimpl
+def register_item_encoders(register):
+    register("nrms", NrmsItemEncoder, NrmsItemOptions)
+
+
+@hookimpl
+def register_user_encoders(register):
+    register("nrms", NrmsUserEncoder, NrmsUserOptions)
+
+
+def word_embedding(vocab_size: int, word_dim: int, vectors: torch.Tensor | None, where: str) -> nn.Embedding:
+    """A trainable word embedding, initialised from pretrained vectors when the tokenizer has them."""
+    if vectors is None:
+        return nn.Embedding(vocab_size, word_dim, padding_idx=0)
+    if vectors.shape[1] != word_dim:
+        raise RecipeError(
+            f"word_dim is {word_dim} but the tokenizer's vectors have {vectors.shape[1]} dimensions",
+            where=where,
+            hint=f"Set {where}={vectors.shape[1]}.",
+        )
+    return nn.Embedding.from_pretrained(vectors.float(), freeze=False, padding_idx=0)
+
+
+class NrmsItemEncoder(nn.Module):
+    def __init__(self, options: NrmsItemOptions, context) -> None:
+        super().__init__()
+        if options.field not in context.text_lengths:
+            raise RecipeError(
+                f"NRMS encodes the text field '{options.field}', which is not tokenized",
+                where="model.item.field",
+                hint=f"Tokenized fields (recipe items.text): {', '.join(context.text_lengths)}.",
+            )
+        self.field = options.field
+        self.embedding = word_embedding(
+            context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
+        )
+        self.dropout = nn.Dropout(options.dropout)
+        self.attention = MultiHeadSelfAttention(options.word_dim, options.heads, options.head_dim)
+        self.pool = AdditiveAttention(options.heads * options.head_dim, options.query_dim)
+        self.dim = options.heads * options.head_dim
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = features[self.field]  # (items, tokens)
+        mask = tokens != 0
+        words = self.dropout(self.embedding(tokens))  # (items, tokens, word_dim)
+        words = self.dropout(self.attention(words, mask))  # (items, tokens, dim)
+        return self.pool(words, mask)  # (items, dim)
+
+
+class NrmsUserEncoder(nn.Module):
+    def __init__(self, options: NrmsUserOptions, context) -> None:
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(context.item_dim, options.heads, options.head_dim)
+        self.pool = AdditiveAttention(options.heads * options.head_dim, options.query_dim)
+        self.dim = options.heads * options.head_dim
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        # history: (batch, length, item_dim), mask: (batch, length) -> (batch, dim)
+        return self.pool(self.attention(history, mask), mask)

@@ -1,0 +1,96 @@
+"""The `words` tokenizer: lower-cased word tokens, vocabulary from the training items, optional GloVe vectors."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from once.errors import DataError
+from once.hookspecs import hookimpl
+from once.recipe import RecipePath
+
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]")
+PAD, UNKNOWN = "<pad>", "<unk>"
+
+
+class WordsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_freq: int = Field(1, ge=1, description="words seen fewer times in the training items become <unk>")
+    max_vocab: int | None = Field(None, ge=2, description="keep only the most frequent words")
+    vectors: RecipePath | None = Field(None, description="GloVe-format text file: word then floats per line")
+
+
+@hookimpl
+def register_tokenizers(register):
+    register("words", WordsTokenizer, WordsOptions)
+
+
+def split_words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+class WordsTokenizer:
+    """Word-level tokenizer; id 0 is padding, id 1 unknown words."""
+
+    def __init__(self, options: WordsOptions, context: object = None) -> None:
+        self.options = options
+        self.vocab: dict[str, int] = {PAD: 0, UNKNOWN: 1}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def fit(self, texts: Iterable[str]) -> None:
+        counts = Counter(word for text in texts for word in split_words(text))
+        frequent = sorted((w for w, c in counts.items() if c >= self.options.min_freq), key=lambda w: (-counts[w], w))
+        if self.options.max_vocab:
+            frequent = frequent[: self.options.max_vocab - 2]
+        self.vocab = {PAD: 0, UNKNOWN: 1, **{w: i + 2 for i, w in enumerate(frequent)}}
+
+    def encode(self, text: str) -> list[int]:
+        return [self.vocab.get(word, 1) for word in split_words(text)]
+
+    def state(self) -> dict:
+        return {"vocab": list(self.vocab)}
+
+    def load_state(self, state: dict) -> None:
+        self.vocab = {word: i for i, word in enumerate(state["vocab"])}
+
+    def word_vectors(self) -> torch.Tensor | None:
+        """Rows of the vectors file for the vocabulary (small random rows for words it lacks), or None."""
+        path = self.options.vectors
+        if path is None:
+            return None
+        if not path.is_file():
+            raise DataError(
+                "word vectors file not found", where=str(path), hint="Set tokenizer.vectors to a GloVe file."
+            )
+        found: dict[int, list[float]] = {}
+        dim = None
+        with path.open(encoding="utf8") as f:
+            for number, line in enumerate(f, 1):
+                word, _, rest = line.rstrip().partition(" ")
+                index = self.vocab.get(word)
+                if index is None:
+                    continue
+                try:
+                    values = [float(v) for v in rest.split()]
+                except ValueError:
+                    raise DataError("expected a word followed by numbers", where=f"{path}:{number}") from None
+                if dim is None:
+                    dim = len(values)
+                elif len(values) != dim:
+                    raise DataError(f"expected {dim} numbers, found {len(values)}", where=f"{path}:{number}")
+                found[index] = values
+        if dim is None:
+            raise DataError("no word of the vocabulary is in the vectors file", where=str(path))
+        generator = torch.Generator().manual_seed(0)
+        vectors = torch.randn(self.vocab_size, dim, generator=generator) * 0.1
+        vectors[0] = 0
+        for index, values in found.items():
+            vectors[index] = torch.tensor(values)
+        return vectors
