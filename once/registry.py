@@ -96,8 +96,10 @@ def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = ()) 
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
+        name = manager.get_name(error.plugin) or repr(error.plugin)
+        distribution = origins.get(name, (None, None))[0] or "registered in-process"
         raise PluginError(
-            f"plugin '{error.plugin_name}' implements a hook that ONCE does not define: {error}",
+            f"plugin '{name}' ({distribution}) implements a hook that ONCE does not define: {error}",
             hint=f"Hooks are: {', '.join(sorted(h for h in dir(hookspecs) if h.startswith('register_')))}.",
         ) from None
     parts: dict[str, dict[str, Part]] = {kind: {} for kind in HOOKS}

@@ -46,7 +46,7 @@ def split_folders(root: Path) -> dict[str, Path]:
             "no train split: expected a train/ (or MINDsmall_train/) folder with news.tsv and behaviors.tsv",
             where=str(root),
         )
-    return found
+    return {split: found[split] for split in SPLITS if split in found}
 
 
 class MindDataset:

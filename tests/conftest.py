@@ -1,0 +1,51 @@
+"""Shared fixtures: a private cache folder, the real registry and a tiny demo recipe."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from once.recipe import load_recipe
+from once.registry import load_registry
+
+# Small enough to train in seconds, large enough to learn the demo's topics.
+TINY = [
+    "dataset.items=600",
+    "dataset.users=400",
+    "dataset.impressions=3",
+    "model.item.word_dim=32",
+    "model.item.heads=2",
+    "model.item.head_dim=8",
+    "model.item.query_dim=16",
+    "model.user.heads=2",
+    "model.user.head_dim=8",
+    "model.user.query_dim=16",
+    "train.epochs=3",
+    "train.batch_size=32",
+    "train.lr=0.005",
+    "device=cpu",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def once_cache(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("once-cache")
+    os.environ["ONCE_CACHE"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture
+def tiny(registry):
+    """Resolve the demo recipe at test size, with extra overrides."""
+
+    def resolve(*overrides: str):
+        return load_recipe("demo", registry, [*TINY, *overrides])
+
+    return resolve

@@ -1,0 +1,86 @@
+import pytest
+from pydantic import BaseModel
+
+from once.errors import PluginError
+from once.hookspecs import hookimpl
+from once.registry import load_registry
+
+BUILT_INS = {
+    ("dataset", "mind"),
+    ("dataset", "demo"),
+    ("tokenizer", "words"),
+    ("item_encoder", "nrms"),
+    ("user_encoder", "nrms"),
+    ("predictor", "dot"),
+}
+
+
+def test_built_ins_come_from_the_entry_point_group(registry):
+    found = {(p.kind, p.name): p for p in registry.parts()}
+    assert set(found) >= BUILT_INS
+    for key in BUILT_INS:
+        assert found[key].distribution == "once"
+        assert found[key].plugin.startswith(("mind", "demo", "words", "nrms", "dot"))
+
+
+def test_without_entry_points_nothing_is_registered():
+    assert load_registry(entry_points=False).parts() == []
+
+
+def test_unknown_name_lists_available_and_closest(registry):
+    with pytest.raises(PluginError) as error:
+        registry.get("item_encoder", "nrm")
+    assert "unknown item encoder 'nrm'" in error.value.message
+    assert "Did you mean 'nrms'?" in error.value.hint
+    assert "Available: nrms" in error.value.hint
+
+
+class Options(BaseModel):
+    pass
+
+
+class Clash:
+    __name__ = "clash"
+
+    @staticmethod
+    @hookimpl
+    def register_item_encoders(register):
+        register("nrms", object, Options)
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both():
+    with pytest.raises(PluginError) as error:
+        load_registry(plugins=[Clash()])
+    assert "two plugins register the item encoder 'nrms'" in error.value.message
+    assert "once 0.1" in error.value.message  # the built-in's distribution
+    assert "clash" in error.value.message
+
+
+class Misspelt:
+    __name__ = "misspelt"
+
+    @staticmethod
+    @hookimpl
+    def register_item_encoder(register):  # singular: no such hook
+        register("x", object, Options)
+
+
+def test_hook_matching_no_spec_is_rejected_at_start_up():
+    with pytest.raises(PluginError) as error:
+        load_registry(entry_points=False, plugins=[Misspelt()])
+    assert "misspelt" in error.value.message
+    assert "register_item_encoders" in error.value.hint
+
+
+class NoOptions:
+    __name__ = "no-options"
+
+    @staticmethod
+    @hookimpl
+    def register_predictors(register):
+        register("bad", object, dict)
+
+
+def test_options_must_be_a_pydantic_model():
+    with pytest.raises(PluginError, match="without a pydantic options model"):
+        load_registry(entry_points=False, plugins=[NoOptions()])

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+from once.checkpoint import load_model, load_tensors
+from once.cli import run as cli
+from once.data.prepare import prepare
+from once.data.sampling import TrainingSamples
+from once.errors import Interrupted
+from once.evaluate import evaluate, score_split
+from once.model import build_recommender
+from once.recipe import load_recipe
+from once.runs import BEST, STATE
+from once.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, registry):
+    resolved = load_recipe("demo", registry, TINY)
+    return resolved, train(resolved, runs_root=tmp_path_factory.mktemp("runs"), plugins=registry.distributions())
+
+
+def test_demo_learns_and_the_run_directory_has_everything(trained):
+    resolved, result = trained
+    assert result.test["auc"] > 0.68, result.test  # the demo has topical signal; chance is 0.5
+    assert result.test["auc"] <= 1.0 and 0 < result.test["mrr"] <= 1.0
+    path = result.run.path
+    info = json.loads((path / "run.json").read_text())
+    assert info["fingerprint"] == resolved.fingerprint and info["seed"] == 0
+    assert info["plugins"]["once"] == "0.1.0"
+    assert load_recipe(path / "recipe.yaml").fingerprint == resolved.fingerprint  # the saved recipe reproduces
+    epochs = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert epochs[2]["train_loss"] < epochs[0]["train_loss"]
+    assert json.loads((path / "test_metrics.json").read_text()) == result.test
+    best, _ = load_tensors(path / BEST)
+    state, _ = load_tensors(path / STATE)
+    assert {f"model.{k}" for k in best} == {k for k in state if k.startswith("model.")}
+    assert any(k.startswith("optimizer.") for k in state)  # Adam moments are kept for resuming
+
+
+def test_fast_evaluation_equals_the_full_model_per_impression(trained):
+    resolved, result = trained
+    data = prepare(resolved)
+    model = build_recommender(resolved, data)
+    load_model(result.run.path / BEST, model)
+    kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
+    split = data.splits["dev"]
+    fast = score_split(model, split, fast=True, **kwargs)
+    plain = score_split(model, split, fast=False, **kwargs)
+    assert len(fast) == len(split)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    fast_metrics = evaluate(model, split, fast=True, **kwargs)
+    plain_metrics = evaluate(model, split, fast=False, **kwargs)
+    assert fast_metrics == pytest.approx(plain_metrics, abs=1e-9)
+
+
+def test_once_eval_reproduces_the_test_metrics_and_writes_predictions(trained, registry, capsys, tmp_path):
+    _, result = trained
+    prediction = tmp_path / "prediction.txt"
+    assert cli(["eval", str(result.run.path), "--prediction", str(prediction)], registry) == 0
+    shown = capsys.readouterr().out
+    for value in result.test.values():
+        assert f"{value:.4f}" in shown
+    lines = prediction.read_text().splitlines()
+    first = lines[0].split(" ", 1)
+    ranks = json.loads(first[1])
+    assert sorted(ranks) == list(range(1, len(ranks) + 1))
+
+
+def test_negatives_come_from_the_same_impression_and_are_topped_up():
+    from once.data.prepare import Split
+    from once.data.tables import Ragged
+
+    candidates = Ragged.from_rows([[1, 2, 3, 4, 5, 6], [7, 8]])
+    labels = Ragged(np.array([1, 0, 0, 1, 0, 0, 1, 0], dtype=np.int8), candidates.offsets)
+    split = Split(["a", "b"], np.array([1, 2]), Ragged.from_rows([[], []]), candidates, labels)
+    samples = TrainingSamples.from_split(split)
+    assert samples.positives.tolist() == [1, 4, 7]
+    negatives = samples.negatives(3, 100, np.random.default_rng(0))
+    for row in negatives[:2]:
+        assert set(row.tolist()) <= {2, 3, 5, 6}  # the first impression's unclicked candidates
+        assert len(set(row.tolist())) == 3  # without replacement
+    assert negatives[2][0] == 8  # the only unclicked candidate, then random top-up
+    assert all(1 <= n < 100 for n in negatives[2][1:])
+    draws = {tuple(sorted(samples.negatives(3, 100, np.random.default_rng(s))[0])) for s in range(20)}
+    assert len(draws) > 1  # drawn at random, not the first three
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry):
+    resolved = load_recipe("demo", registry, [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5"])
+    whole = train(resolved, runs_root=tmp_path / "whole")
+
+    def stop_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stopped:
+        train(resolved, runs_root=tmp_path / "cut", on_epoch_end=stop_after_first_epoch)
+    assert "once train --resume" in stopped.value.hint
+    (cut_dir,) = (tmp_path / "cut").iterdir()
+    assert len((cut_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = train(load_recipe(cut_dir / "recipe.yaml", registry), resume=cut_dir)
+    assert [r["dev"] for r in resumed.epochs] == [r["dev"] for r in whole.epochs]
+    assert resumed.test == whole.test
+    a, _ = load_tensors(whole.run.path / STATE)
+    b, _ = load_tensors(cut_dir / STATE)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
