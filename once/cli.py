@@ -38,6 +38,8 @@ def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], extra: d
 def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
     """The command-line app over one registry; plugins add their commands through the register_commands hook."""
     out = console or Console()
+    if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+        out.width = max(out.width, 160)
     app = typer.Typer(help="ONCE: content-based recommendation boosted by LLMs.", no_args_is_help=True)
     recipe_app = typer.Typer(help="List, copy, validate and show recipes.", no_args_is_help=True)
     app.add_typer(recipe_app, name="recipe")
@@ -196,7 +198,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
     def recipe_show(path: str, set_: Overrides = None):
         """Print the fully resolved recipe, with every default filled in."""
         resolved = load_recipe(path, registry, set_)
-        out.print(resolved.to_yaml(), markup=False, highlight=False, end="")
+        out.print(resolved.to_yaml(), markup=False, highlight=False, soft_wrap=True, end="")
 
     @app.command()
     def runs(folder: Annotated[Path, typer.Argument(help="Folder to search for run directories.")] = Path("runs")):

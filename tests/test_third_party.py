@@ -1,0 +1,71 @@
+"""A third-party plugin package, installed for real, registers through the entry point and trains from a recipe."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+
+from once.cli import run as cli
+from once.errors import RecipeError
+from once.recipe import load_recipe
+from once.registry import load_registry
+from once.train import train
+
+PACKAGE = Path(__file__).parent / "plugin_package"
+
+
+def test_before_installing_the_recipe_says_what_to_install(registry):
+    """Runs first, before the module's fixture installs the package."""
+    with pytest.raises(RecipeError, match=r"pip install 'once-toy-plugin>=0.1'"):
+        load_recipe("demo", registry, ["model.user.name=mean", "requires=[once-toy-plugin>=0.1]"])
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """`pip install` the package into a private folder and put it on sys.path for this module only."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(PACKAGE),
+        ],
+        check=True,
+    )
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop("once_toy_plugin", None)
+
+
+def test_plugin_package_registers_through_its_entry_point(installed, capsys):
+    registry = load_registry()
+    part = registry.get("user_encoder", "mean")
+    assert (part.distribution, part.version, part.plugin) == ("once-toy-plugin", "0.1.0", "toy")
+    assert cli(["plugins"], registry) == 0
+    listing = capsys.readouterr().out
+    assert "mean" in listing and "once-toy-plugin" in listing
+
+
+def test_recipe_naming_the_plugin_trains_with_it(installed, tmp_path):
+    registry = load_registry()
+    resolved = load_recipe(
+        "demo", registry, [*TINY, "model.user={name: mean, bias: false}", "requires=[once-toy-plugin>=0.1]"]
+    )
+    result = train(resolved, runs_root=tmp_path, plugins=registry.distributions())
+    assert "once-toy-plugin" in (result.run.path / "run.json").read_text()
+    assert result.test["auc"] > 0.6  # a mean of clicked items is a real, if weaker, user model
