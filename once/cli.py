@@ -15,7 +15,14 @@ from rich.table import Table
 
 from once.errors import Interrupted, OnceError, RecipeError
 from once.metrics import METRICS
-from once.recipe import DEMO_RECIPE, builtin_recipes, load_recipe, read_recipe_text, resolve_recipe
+from once.recipe import (
+    DEMO_RECIPE,
+    builtin_recipes,
+    load_recipe,
+    read_recipe_text,
+    resolve_recipe,
+    validation_error,
+)
 from once.registry import Registry, load_registry
 from once.runs import RECIPE, Run, find_runs
 
@@ -141,7 +148,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         try:
             options = part.options.model_validate(values, context={"base_dir": Path.cwd()})
         except ValidationError as error:
-            raise OnceError(f"invalid options for dataset '{name}': {error}") from None
+            raise validation_error(error, part.options, (), f"--set options of dataset '{name}'") from None
         dataset = part.implementation(options, None)
         if not hasattr(dataset, "export"):
             raise OnceError(f"the dataset '{name}' cannot be written out (it reads files you already have)")
@@ -219,7 +226,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
             table.add_column(column)
         for run in find_runs(folder):
             info, epochs, test = run.info, run.epochs(), run.test_metrics() or {}
-            metric = "auc"
+            metric = run.recipe()["train"]["metric"]
             best = max((e["dev"].get(metric, float("nan")) for e in epochs), default=float("nan"))
             table.add_row(
                 run.path.name,

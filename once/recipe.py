@@ -226,7 +226,7 @@ def resolve_recipe(
     try:
         recipe = Recipe.model_validate(data, context=context)
     except ValidationError as error:
-        raise _recipe_error(error, Recipe, (), label, lines) from None
+        raise validation_error(error, Recipe, (), label, lines) from None
     _check_requires(recipe.requires, label)
     registry = registry or load_registry()
     parts, options = {}, {}
@@ -242,7 +242,7 @@ def resolve_recipe(
         try:
             validated = part.options.model_validate(choice.options(), context=context)
         except ValidationError as error:
-            raise _recipe_error(error, part.options, slot, label, lines) from None
+            raise validation_error(error, part.options, slot, label, lines) from None
         parts[slot], options[slot] = part, validated
         node = resolved
         for key in slot[:-1]:
@@ -281,9 +281,15 @@ def _check_requires(requires: list[str], label: str) -> None:
         )
 
 
-def _recipe_error(
-    error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...], label: str, lines: dict[tuple, int]
+def validation_error(
+    error: ValidationError,
+    model: type[BaseModel],
+    prefix: tuple[str, ...],
+    label: str,
+    lines: dict[tuple, int] | None = None,
 ) -> RecipeError:
+    """One readable error for every problem pydantic found: key path, line, and the closest known key."""
+    lines = lines or {}
     problems = []
     for item in error.errors():
         loc = prefix + tuple(str(part) for part in item["loc"])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import once
 from once.data.files import write_atomic, write_json
 from once.errors import OnceError
@@ -63,6 +65,10 @@ class Run:
     @property
     def info(self) -> dict[str, Any]:
         return json.loads((self.path / INFO).read_text(encoding="utf8"))
+
+    def recipe(self) -> dict[str, Any]:
+        """The resolved recipe the run was trained with."""
+        return yaml.safe_load((self.path / RECIPE).read_text(encoding="utf8"))
 
     def epochs(self) -> list[dict[str, Any]]:
         file = self.path / METRICS

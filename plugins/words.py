@@ -51,6 +51,14 @@ class WordsTokenizer:
             frequent = frequent[: self.options.max_vocab - 2]
         self.vocab = {PAD: 0, UNKNOWN: 1, **{w: i + 2 for i, w in enumerate(frequent)}}
 
+    def fingerprint(self) -> str:
+        """Identifies the vectors file (size and modification time: hashing gigabytes of GloVe is too slow)."""
+        path = self.options.vectors
+        if path is None or not path.exists():
+            return ""
+        stat = path.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
     def encode(self, text: str) -> list[int]:
         return [self.vocab.get(word, 1) for word in split_words(text)]
 

@@ -30,13 +30,15 @@ def test_recipe_ls_cp_validate_show(tmp_path, registry, capsys):
     assert shown["model"]["item"]["dropout"] == 0.2  # defaults filled in
 
 
-def test_data_demo_writes_mind_files(tmp_path, registry):
+def test_data_demo_writes_mind_files(tmp_path, registry, capsys):
     assert cli(["data", "demo", str(tmp_path), "--set", "items=50", "--set", "users=20"], registry) == 0
     news = (tmp_path / "train" / "news.tsv").read_text().splitlines()
     assert len(news) == 50 and all(len(line.split("\t")) == 8 for line in news)
     behaviors = (tmp_path / "test" / "behaviors.tsv").read_text().splitlines()
     assert len(behaviors) == 20 and all(len(line.split("\t")) == 5 for line in behaviors)
     assert cli(["data", "mind", str(tmp_path), "--set", "path=x"], registry) == 2
+    assert cli(["data", "demo", str(tmp_path), "--set", "itmes=5"], registry) == 2
+    assert "itmes: unknown key; did you mean 'items'?" in capsys.readouterr().err
 
 
 def test_train_then_runs_table(tmp_path, registry, capsys):

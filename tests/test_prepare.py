@@ -1,6 +1,9 @@
+import pytest
 from mind_files import write_mind
 
 from once.data.prepare import prepare
+from once.errors import DataError, RecipeError
+from once.model import build_recommender
 from once.recipe import load_recipe
 
 
@@ -36,3 +39,26 @@ def test_tensors_hold_truncated_tokens_and_category_ids(tmp_path, registry):
     train = data.splits["train"]
     assert train.users.tolist() == [1, 2, 1]
     assert train.labels[0].tolist() == [0, 1, 0]
+
+
+def test_word_vectors_initialise_the_embedding(tmp_path, registry):
+    root = write_mind(tmp_path / "mind")
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("the 0.5 0.25 0\nmatch 1 2 3\nnot-in-vocab 9 9 9\n", encoding="utf8")
+    small = ["model.item.heads=1", "model.item.head_dim=4", "model.user.heads=1", "model.user.head_dim=4"]
+    resolved = resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small)
+    data = prepare(resolved)
+    vocab = data.tokenizer_state["vocab"]
+    assert data.word_vectors[vocab.index("match")].tolist() == [1.0, 2.0, 3.0]
+    assert data.word_vectors[0].tolist() == [0.0, 0.0, 0.0]  # padding
+    model = build_recommender(resolved, data)
+    assert model.item_encoder.embedding.weight[vocab.index("the")].tolist() == [0.5, 0.25, 0.0]
+
+    with pytest.raises(RecipeError, match="word_dim is 4 but the tokenizer's vectors have 3 dimensions"):
+        build_recommender(
+            resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=4", *small), data
+        )
+    vectors.write_text("the 0.5 0.25 0\nmatch 1 2\n", encoding="utf8")
+    with pytest.raises(DataError) as error:
+        prepare(resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small))
+    assert error.value.where == f"{vectors}:2" and "expected 3 numbers, found 2" in error.value.message

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,6 +25,27 @@ from once.recipe import ResolvedRecipe
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+
+
+class Tokenizer(Protocol):
+    """What a tokenizer plugin's implementation returns."""
+
+    vocab_size: int
+
+    def fingerprint(self) -> str:
+        """Identifies files the tokenizer reads (e.g. word vectors), so the cache is rebuilt when they change."""
+
+    def fit(self, texts: Iterable[str]) -> None:
+        """Build the vocabulary from the training items' texts."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text; 0 is reserved for padding."""
+
+    def state(self) -> dict:
+        """JSON-able state (the vocabulary), kept with the cache."""
+
+    def word_vectors(self) -> torch.Tensor | None:
+        """Pretrained vectors, one row per token id, or None."""
 
 
 @dataclass
@@ -68,12 +91,14 @@ class PreparedData:
 def prepare(resolved: ResolvedRecipe) -> PreparedData:
     """Load the tokenized cache for this recipe's data, building it first if it is missing."""
     dataset = resolved.build("dataset")
+    tokenizer = resolved.build("tokenizer")
     recipe = resolved.recipe
     identity = {
         "format": FORMAT_VERSION,
         "dataset": resolved.data["dataset"]["name"],
         "data": dataset.fingerprint(),
         "tokenizer": resolved.data["tokenizer"],
+        "tokenizer_files": tokenizer.fingerprint(),
         "items": resolved.data["items"],
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
@@ -81,13 +106,14 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
     if not (folder / "meta.json").exists():
         log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
         corpus = dataset.read()
-        tokenizer = resolved.build("tokenizer")
         with building(folder) as tmp:
             _write(tmp, corpus, tokenizer, recipe.items.text, recipe.items.categories, identity)
     return _read(folder, key)
 
 
-def _write(folder: Path, corpus: Corpus, tokenizer, text: dict[str, int], categories: list[str], identity) -> None:
+def _write(
+    folder: Path, corpus: Corpus, tokenizer: Tokenizer, text: dict[str, int], categories: list[str], identity
+) -> None:
     items = corpus.items
     for field in text:
         if field not in items.text:
