@@ -1,6 +1,7 @@
 """A third-party plugin package, installed for real, registers through the entry point and trains from a recipe."""
 
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ def test_before_installing_the_recipe_says_what_to_install(registry):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """`pip install` the package into a private folder and put it on sys.path for this module only."""
+    source = shutil.copytree(PACKAGE, tmp_path_factory.mktemp("source") / "plugin_package")  # keep builds out of tests/
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [
@@ -39,7 +41,7 @@ def installed(tmp_path_factory):
             "--no-index",
             "--target",
             str(target),
-            str(PACKAGE),
+            str(source),
         ],
         check=True,
     )
