@@ -1,6 +1,7 @@
 import pytest
 from pydantic import BaseModel
 
+from once.cli import run as cli_run
 from once.errors import PluginError
 from once.hookspecs import hookimpl
 from once.registry import load_registry
@@ -39,48 +40,47 @@ class Options(BaseModel):
     pass
 
 
-class Clash:
-    __name__ = "clash"
+def make_plugin(name: str, hook: str, implementation):
+    """A plugin object whose one hook implementation is `implementation`, under the hook name `hook`."""
+    return type(name, (), {"__name__": name, hook: staticmethod(hookimpl(specname=hook)(implementation))})()
 
-    @staticmethod
-    @hookimpl
-    def register_item_encoders(register):
-        register("nrms", object, Options)
+
+def register_nrms_again(register):
+    register("nrms", object, Options)
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both():
     with pytest.raises(PluginError) as error:
-        load_registry(plugins=[Clash()])
+        load_registry(plugins=[make_plugin("clash", "register_item_encoders", register_nrms_again)])
     assert "two plugins register the item encoder 'nrms'" in error.value.message
     assert "once 0.1" in error.value.message  # the built-in's distribution
     assert "clash" in error.value.message
 
 
-class Misspelt:
-    __name__ = "misspelt"
-
-    @staticmethod
-    @hookimpl
-    def register_item_encoder(register):  # singular: no such hook
-        register("x", object, Options)
-
-
 def test_hook_matching_no_spec_is_rejected_at_start_up():
     with pytest.raises(PluginError) as error:
-        load_registry(entry_points=False, plugins=[Misspelt()])
+        load_registry(
+            entry_points=False, plugins=[make_plugin("misspelt", "register_item_encoder", register_nrms_again)]
+        )
     assert "misspelt" in error.value.message
     assert "register_item_encoders" in error.value.hint
 
 
-class NoOptions:
-    __name__ = "no-options"
-
-    @staticmethod
-    @hookimpl
-    def register_predictors(register):
-        register("bad", object, dict)
-
-
 def test_options_must_be_a_pydantic_model():
     with pytest.raises(PluginError, match="without a pydantic options model"):
-        load_registry(entry_points=False, plugins=[NoOptions()])
+        load_registry(
+            entry_points=False,
+            plugins=[make_plugin("no-options", "register_predictors", lambda register: register("bad", object, dict))],
+        )
+
+
+def test_plugins_can_add_commands(capsys):
+    def register_commands(cli):
+        @cli.command()
+        def hello(name: str):
+            """Say hello."""
+            print(f"hello {name}")
+
+    registry = load_registry(plugins=[make_plugin("greeter", "register_commands", register_commands)])
+    assert cli_run(["hello", "world"], registry) == 0
+    assert capsys.readouterr().out == "hello world\n"
