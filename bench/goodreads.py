@@ -1,119 +1,164 @@
-"""Train NRMS for a fixed number of steps on the Goodreads-MIND benchmark; print throughput, eval time, memory.
+"""NAML, NRMS and LSTUR against random, popularity and word-overlap baselines on the Goodreads-MIND benchmark.
 
-    python bench/goodreads.py [--users 5000] [--steps 200] [--builder PATH/goodreads_to_mind.py]
+    python bench/goodreads.py [--users 5000] [--epochs 2] [--write docs/benchmarks.md]
 
-Builds the benchmark (leave-last-out, popularity-drawn negatives) with the shared builder script into the ONCE
-cache, trains the built-in `goodreads-nrms` recipe for `--steps` optimizer steps, then times the dev split with
-the fast evaluation path and with the plain path (full model per impression) side by side.
+Builds the benchmark with the shared builder (`../shared/bench/goodreads_to_mind.py`, leave-last-out,
+popularity-drawn negatives) into the ONCE cache, then trains each built-in `goodreads-*` recipe in its own
+process (so each peak memory is its own) and prints one table: test AUC, MRR, nDCG@5, nDCG@10, training
+impressions/s, wall seconds and peak memory. For NRMS it also scores the dev split through the fast path and
+the plain path side by side. `--users 0` runs the full benchmark (22,195 users).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from once.data.files import cache_root
-from once.data.prepare import prepare
-from once.evaluate import evaluate
-from once.recipe import load_recipe
-from once.registry import load_registry
-from once.train import train
-
+MODELS = ("naml", "nrms", "lstur")
+BASELINES = ("random", "popularity", "overlap")
 DEFAULT_BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "goodreads_to_mind.py"
+START, END = "<!-- goodreads:start -->", "<!-- goodreads:end -->"
 
 
-def build_benchmark(builder: Path, users: int, seed: int) -> Path:
-    out = cache_root() / "goodreads-mind" / f"users{users}-seed{seed}"
+def build_benchmark(builder: Path, users: int, seed: int, abstract: str) -> Path:
+    from once.data.files import cache_root
+
+    out = cache_root() / "goodreads-mind" / f"users{users}-seed{seed}-{abstract}"
     if not (out / "meta.json").exists():
-        subprocess.run(
-            [sys.executable, str(builder), str(out), "--max-users", str(users), "--seed", str(seed)], check=True
-        )
+        if not builder.is_file():
+            sys.exit(f"benchmark builder not found: {builder} (pass --builder PATH/goodreads_to_mind.py)")
+        command = [sys.executable, str(builder), str(out), "--max-users", str(users), "--seed", str(seed)]
+        subprocess.run([*command, "--abstract", abstract], check=True, stdout=subprocess.DEVNULL)
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
+    """Train one recipe in this process and return its figures."""
+    import torch
+    from rich.console import Console
+
+    from once.checkpoint import load_model
+    from once.data.files import cache_root
+    from once.data.prepare import prepare
+    from once.evaluate import evaluate
+    from once.model import build_recommender
+    from once.recipe import load_recipe
+    from once.train import train
+
+    resolved = load_recipe(recipe, None, overrides)
+    started = time.perf_counter()
+    result = train(resolved, runs_root=cache_root() / "bench-runs", console=Console(stderr=True, quiet=True))
+    seconds = time.perf_counter() - started
+    data = prepare(resolved)
+    train_split = data.splits["train"]
+    clicks_per_impression = float((train_split.labels.values == 1).sum() / len(train_split))
+    samples_per_s = [e["samples_per_s"] for e in result.epochs]
+    figures = {
+        "recipe": recipe,
+        "run": str(result.run.path),
+        "test": result.test,
+        "dev": [e["dev"] for e in result.epochs],
+        "train_impressions_per_s": sum(samples_per_s) / len(samples_per_s) / clicks_per_impression
+        if samples_per_s
+        else None,
+        "seconds": seconds,
+        "threads": torch.get_num_threads(),
+    }
+    if timing:
+        model = build_recommender(resolved, data)
+        load_model(result.run.path / "best.safetensors", model)
+        kwargs = {
+            "num_items": data.num_items,
+            "max_history": resolved.recipe.train.max_history,
+            "batch_size": resolved.recipe.eval.batch_size,
+            "device": torch.device("cpu"),
+        }
+        for name, fast in (("fast", True), ("plain", False)):
+            begun = time.perf_counter()
+            metrics = evaluate(model, data.splits["dev"], fast=fast, **kwargs)
+            figures[f"dev_{name}_seconds"] = time.perf_counter() - begun
+            figures[f"dev_{name}_auc"] = metrics["auc"]
+    figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return figures
+
+
+def table(rows: list[dict], users: int, epochs: int) -> str:
+    lines = [
+        f"| model ({users or 'all'} users, {epochs} epochs) | AUC | MRR | nDCG@5 | nDCG@10 | train imp/s | seconds"
+        " | peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        test = row["test"]
+        speed = f"{row['train_impressions_per_s']:.0f}" if row["train_impressions_per_s"] else "-"
+        lines.append(
+            f"| {row['label']} | {test['auc']:.4f} | {test['mrr']:.4f} | {test['ndcg@5']:.4f} | {test['ndcg@10']:.4f}"
+            f" | {speed} | {row['seconds']:.0f} | {row['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--users", type=int, default=5000, help="0 = every eligible user")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe overrides")
+    parser.add_argument("--models", nargs="*", default=[*BASELINES, "overlap-desc", *MODELS])
+    parser.add_argument("--write", type=Path, help="replace the Goodreads table in this markdown file")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one recipe and print JSON
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--timing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    console = Console()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.overrides, args.timing)))
+        return
 
-    folder = build_benchmark(args.builder, args.users, args.seed)
-    registry = load_registry()
-    overrides = [
-        f"dataset.path={folder}",
-        "train.epochs=1",
-        f"train.max_steps={args.steps}",
-        "device=cpu",
-        *args.overrides,
-    ]
-    resolved = load_recipe("goodreads-nrms", registry, overrides)
     started = time.perf_counter()
-    data = prepare(resolved)
-    prepare_seconds = time.perf_counter() - started
-
-    runs = cache_root() / "bench-runs"
-    result = train(resolved, runs_root=runs, console=Console(stderr=True, quiet=True))
-    epoch = result.epochs[0]
-    samples = min(args.steps * resolved.recipe.train.batch_size, epoch["samples_per_s"] * epoch["seconds"])
-    train_split = data.splits["train"]
-    clicks_per_impression = (train_split.labels.values == 1).sum() / len(train_split)
-
-    from once.checkpoint import load_model
-    from once.model import build_recommender
-
-    model = build_recommender(resolved, data)
-    load_model(result.run.path / "best.safetensors", model)
-    kwargs = {
-        "num_items": data.num_items,
-        "max_history": resolved.recipe.train.max_history,
-        "batch_size": resolved.recipe.eval.batch_size,
-        "device": torch.device("cpu"),
-    }
-    timings = {}
-    for path_name, fast in (("fast", True), ("plain", False)):
-        started = time.perf_counter()
-        metrics = evaluate(model, data.splits["dev"], fast=fast, **kwargs)
-        timings[path_name] = (time.perf_counter() - started, metrics)
-
-    table = Table(
-        title=f"NRMS on Goodreads-MIND ({args.users} users, {args.steps} steps, {torch.get_num_threads()} threads)"
-    )
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    rows = [
-        (
-            "items / train impressions / dev impressions",
-            f"{data.num_items - 1} / {len(train_split)} / {len(data.splits['dev'])}",
-        ),
-        ("tokenize + cache (s, first run only)", f"{prepare_seconds:.1f}"),
-        ("train samples (clicks) / s", f"{epoch['samples_per_s']:.1f}"),
-        ("train impressions / s", f"{epoch['samples_per_s'] / clicks_per_impression:.1f}"),
-        ("train seconds", f"{epoch['seconds']:.1f} for {samples:.0f} samples"),
-        ("dev eval seconds, fast path", f"{timings['fast'][0]:.2f}"),
-        ("dev eval seconds, plain path", f"{timings['plain'][0]:.2f}"),
-        ("fast / plain speed-up", f"{timings['plain'][0] / timings['fast'][0]:.1f}x"),
-        ("dev AUC fast | plain", f"{timings['fast'][1]['auc']:.4f} | {timings['plain'][1]['auc']:.4f}"),
-        ("peak resident memory (MB)", f"{peak_rss_mb():.0f}"),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    titles = build_benchmark(args.builder, args.users, args.seed, "none")
+    rows = []
+    for model in args.models:
+        folder = titles
+        overrides = [f"dataset.path={titles}", f"seed={args.seed}"]
+        recipe = f"goodreads-{model}"
+        if model == "overlap-desc":  # the same scorer on the GPT-written descriptions (GENRE's summarizer)
+            folder = build_benchmark(args.builder, args.users, args.seed, "desc")
+            recipe = "goodreads-overlap"
+            overrides = [f"dataset.path={folder}", "items.text={abstract: 64}", "model.item.field=abstract"]
+        if model in MODELS:
+            overrides.append(f"train.epochs={args.epochs}")
+        command = [sys.executable, __file__, "--one", recipe, *(f"--set={o}" for o in overrides)]
+        if model == "nrms":
+            command.append("--timing")
+        print(f"running {model} ...", file=sys.stderr, flush=True)
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        row = json.loads(output.strip().splitlines()[-1])
+        row["label"] = model
+        rows.append(row)
+        print(f"  test AUC {row['test']['auc']:.4f} in {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+    total = time.perf_counter() - started
+    report = table(rows, args.users, args.epochs)
+    nrms = next((r for r in rows if r["label"] == "nrms"), None)
+    if nrms:
+        fast, plain = nrms["dev_fast_seconds"], nrms["dev_plain_seconds"]
+        same = abs(nrms["dev_fast_auc"] - nrms["dev_plain_auc"]) < 1e-6
+        report += (
+            f"\n\nNRMS dev scoring side by side: fast path {fast:.2f} s, plain path (full model per impression)"
+            f" {plain:.2f} s, {plain / fast:.1f}x faster; dev AUC {nrms['dev_fast_auc']:.4f} fast,"
+            f" {nrms['dev_plain_auc']:.4f} plain{' (equal)' if same else ' (DIFFERENT: a bug)'}."
+        )
+    report += f"\n\nTotal wall time {total / 60:.1f} min, {rows[0]['threads']} threads."
+    print(report)
+    if args.write:
+        text = args.write.read_text(encoding="utf8")
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        args.write.write_text(f"{head}{START}\n{report}\n{END}{tail}", encoding="utf8")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
 from once.data.files import write_atomic
+from once.errors import OnceError
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
@@ -19,9 +21,12 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    with safe_open(str(path), framework="pt") as f:
-        metadata = {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
-    return load_file(str(path)), metadata
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
+        return load_file(str(path)), metadata
+    except (SafetensorError, json.JSONDecodeError) as error:
+        raise OnceError(f"damaged checkpoint: {error}", where=str(path)) from None
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
@@ -29,8 +34,18 @@ def save_model(path: Path, model: torch.nn.Module) -> None:
 
 
 def load_model(path: Path, model: torch.nn.Module) -> None:
+    """Load weights, refusing a checkpoint whose names or shapes do not fit the model the recipe builds."""
+    if not path.is_file():
+        raise OnceError("checkpoint not found", where=str(path), hint="Was the run interrupted before its first epoch?")
     tensors, _ = load_tensors(path)
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise OnceError(
+            f"the checkpoint does not fit the model its recipe builds: {str(error).splitlines()[0]}",
+            where=str(path),
+            hint="Were plugins upgraded since the run? Use the versions listed in run.json.",
+        ) from None
 
 
 def save_training_state(

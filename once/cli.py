@@ -20,11 +20,10 @@ from once.recipe import (
     builtin_recipes,
     load_recipe,
     read_recipe_text,
-    resolve_recipe,
     validation_error,
 )
 from once.registry import Registry, load_registry
-from once.runs import RECIPE, Run, find_runs
+from once.runs import Run, find_runs
 
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4")]
 
@@ -68,7 +67,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         if resume:
             if set_:
                 raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
-            resolved = _resolve_run_recipe(resume, registry)
+            resolved = Run.open(resume).resolve(registry)
         else:
             resolved = load_recipe(recipe, registry, set_)
         out.print(f"[bold]recipe[/] {resolved.source}  [bold]fingerprint[/] {resolved.fingerprint}")
@@ -100,31 +99,17 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         ] = False,
     ):
         """Re-evaluate a saved run's best checkpoint."""
-        from once.checkpoint import load_model
         from once.data.files import write_atomic
-        from once.data.prepare import prepare
-        from once.evaluate import mind_metrics, prediction_lines, score_split
-        from once.model import build_recommender
-        from once.runs import BEST
-        from once.train import pick_device
+        from once.evaluate import evaluation_settings, prediction_lines, score_split
+        from once.metrics import mind_metrics
+        from once.serve import load_run
 
-        resolved = _resolve_run_recipe(run_dir, registry)
-        data = prepare(resolved)
-        if split not in data.splits:
-            raise OnceError(f"the dataset has no '{split}' split", hint=f"Splits: {', '.join(data.splits)}.")
-        device = pick_device(resolved.recipe.device)
-        model = build_recommender(resolved, data).to(device)
-        load_model(run_dir / BEST, model)
-        chosen = data.splits[split]
-        scores = score_split(
-            model,
-            chosen,
-            num_items=data.num_items,
-            max_history=resolved.recipe.train.max_history,
-            batch_size=resolved.recipe.eval.batch_size,
-            device=device,
-            fast=not plain,
-        )
+        loaded = load_run(run_dir, registry)
+        if split not in loaded.data.splits:
+            raise OnceError(f"the dataset has no '{split}' split", hint=f"Splits: {', '.join(loaded.data.splits)}.")
+        chosen = loaded.data.splits[split]
+        settings = evaluation_settings(loaded.resolved, loaded.data, loaded.device)
+        scores = score_split(loaded.model, chosen, fast=not plain, **settings)
         if prediction:
             write_atomic(prediction, prediction_lines(chosen, scores))
             out.print(f"wrote {len(scores)} impressions to {prediction}")
@@ -152,6 +137,8 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         dataset = part.implementation(options, None)
         if not hasattr(dataset, "export"):
             raise OnceError(f"the dataset '{name}' cannot be written out (it reads files you already have)")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise OnceError("refusing to write into a folder that is not empty", where=str(out_dir))
         dataset.export(out_dir)
         out.print(f"wrote dataset '{name}' to {out_dir}")
 
@@ -191,7 +178,8 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         """Copy a built-in recipe to PATH to edit it."""
         text, _, _ = read_recipe_text(name)
         if path.exists():
-            raise OnceError("refusing to overwrite an existing file", where=str(path))
+            raise OnceError("refusing to overwrite an existing path", where=str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf8")
         out.print(f"copied recipe '{name}' to {path}")
 
@@ -239,19 +227,81 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
             )
         out.print(table)
 
+    @app.command()
+    def recommend(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
+        user: Annotated[list[str] | None, typer.Option("--user", help="User id (repeatable).")] = None,
+        users_file: Annotated[Path | None, typer.Option("--users", help="File of user ids, one per line.")] = None,
+        top: Annotated[int, typer.Option(min=1)] = 10,
+        candidates: Annotated[Path | None, typer.Option(help="Rank only these item ids (a file).")] = None,
+        include_history: Annotated[bool, typer.Option(help="Also rank items the user already clicked.")] = False,
+        out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of tables.")] = None,
+    ):
+        """Rank items for users with a trained model."""
+        import json
+
+        from once.data.files import write_atomic
+        from once.serve import TrainedModel
+
+        wanted = list(user or [])
+        if users_file:
+            wanted += [line.strip() for line in users_file.read_text(encoding="utf8").splitlines() if line.strip()]
+        if not wanted:
+            raise OnceError("name at least one user", hint="Use --user UID or --users FILE.")
+        trained = TrainedModel(run_dir, registry)
+        pool = trained.candidates_from_file(candidates) if candidates else None
+        results = trained.recommend(wanted, top, pool, include_history)
+        if out_file:
+            lines = [
+                json.dumps({"user": u, "items": [r.item for r in recs], "scores": [r.score for r in recs]}) + "\n"
+                for u, recs in results.items()
+            ]
+            write_atomic(out_file, "".join(lines))
+            out.print(f"wrote recommendations for {len(lines)} user(s) to {out_file}")
+            return
+        for name, recommendations in results.items():
+            table = Table(title=f"top {top} for user {name}")
+            for column in ("rank", "item", "title", "score"):
+                table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+            for rank, r in enumerate(recommendations, 1):
+                table.add_row(str(rank), r.item, r.title, f"{r.score:.4f}")
+            out.print(table)
+
+    @app.command()
+    def export(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
+        out_dir: Annotated[Path, typer.Argument(help="Folder for the vectors and id maps.")],
+    ):
+        """Write item and user vectors (safetensors) with their id maps, for an ANN index."""
+        from once.serve import TrainedModel
+
+        counts = TrainedModel(run_dir, registry).export(out_dir)
+        out.print(f"wrote {counts['items']} item and {counts['users']} user vectors to {out_dir}")
+
+    @app.command()
+    def compare(
+        run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
+        png: Annotated[Path, typer.Option(help="Where to write the dev-metric curves.")] = Path("compare.png"),
+    ):
+        """Print runs' best-dev and test metrics side by side and plot their dev curves per epoch."""
+        from once.compare import best_dev, plot_curves
+
+        runs = [Run.open(path) for path in run_dirs]
+        rows = []
+        for run in runs:
+            rows.append((f"{run.path.name} dev", best_dev(run)))
+            rows.append((f"{run.path.name} test", run.test_metrics() or {}))
+        out.print(metrics_table("runs compared (dev: the kept epoch)", rows))
+        plot_curves(runs, png)
+        out.print(f"dev curves: {png}")
+
     registry.add_commands(app)
     return app
 
 
-def _resolve_run_recipe(run_dir: Path, registry: Registry):
-    run = Run.open(run_dir)
-    text = (run.path / RECIPE).read_text(encoding="utf8")
-    return resolve_recipe(text, registry, [], label=str(run.path / RECIPE), base_dir=run.path, name=run.info["recipe"])
-
-
 def run(args: list[str], registry: Registry | None = None, console: Console | None = None) -> int:
     """Run the command line on `args`; returns the exit code. Errors we expect print as one paragraph."""
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)
     debug = "--debug" in args
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=errors)], force=True)
     try:
@@ -271,6 +321,12 @@ def run(args: list[str], registry: Registry | None = None, console: Console | No
     except typer.TyperException as error:
         errors.print(error.format_message(), markup=False, highlight=False)
         return error.exit_code
+    except OSError as error:  # a path the user gave that cannot be read or written
+        if debug:
+            raise
+        where = f"[bold]{error.filename}[/]: " if error.filename else ""
+        errors.print(f"[red]error:[/] {where}{error.strerror or error}")
+        return 2
     except typer.Abort:
         errors.print("aborted")
         return 130

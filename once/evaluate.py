@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from once.data.prepare import Split
+from once.data.prepare import PreparedData, Split
 from once.metrics import mind_metrics
 from once.model import Recommender
+from once.recipe import ResolvedRecipe
+
+
+def evaluation_settings(resolved: ResolvedRecipe, data: PreparedData, device: torch.device) -> dict[str, Any]:
+    """The keyword arguments of `score_split` and `evaluate` that a recipe and its data fix."""
+    return {
+        "num_items": data.num_items,
+        "max_history": resolved.recipe.train.max_history,
+        "batch_size": resolved.recipe.eval.batch_size,
+        "device": device,
+    }
 
 
 def _chunks(total: int, size: int):
@@ -44,6 +57,7 @@ def score_split(
         items = encode_all_items(model, num_items, batch_size, device)
         keys = np.concatenate([split.users[:, None], histories], axis=1)
         distinct, user_of_impression = np.unique(keys, axis=0, return_inverse=True)
+        user_of_impression = user_of_impression.ravel()  # numpy 2.0.0 returned it 2-D
         user_parts = []
         for rows in _chunks(len(distinct), batch_size):
             history = torch.from_numpy(distinct[rows, 1:]).to(device)

@@ -41,8 +41,10 @@ def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
 
 
 def impression_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The four MIND metrics for one impression; AUC is left out when every label is equal."""
+    """The four MIND metrics for one impression: none without a click, no AUC when every candidate is clicked."""
     labels = np.asarray(labels, dtype=np.float64)
+    if (labels < 0).any():
+        raise ValueError("unlabeled candidates (label -1) cannot be scored")
     scores = np.asarray(scores, dtype=np.float64)
     if labels.sum() == 0:
         return {}

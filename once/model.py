@@ -20,6 +20,8 @@ class BuildContext:
     text_lengths: dict[str, int]  # tokenized text fields -> tokens per item
     category_sizes: dict[str, int]  # category fields -> number of values (0 = none)
     num_users: int  # users seen in training, plus the unknown user 0
+    item_features: dict[str, torch.Tensor]  # the tokenized item table (statistics for training-free baselines)
+    item_clicks: torch.Tensor  # (items,) clicks each item got in the training split
     item_dim: int = 0  # output size of the item encoder
     user_dim: int = 0  # output size of the user encoder
 
@@ -27,10 +29,10 @@ class BuildContext:
 class Recommender(nn.Module):
     """Scores candidates for users from item content.
 
-    Contract for plugins: an item encoder maps `{field: (n, ...)}` to `(n, dim)` and has `.dim`; a user encoder
-    maps history vectors `(batch, history, item_dim)`, their mask and user indices to `(batch, dim)` and has
-    `.dim`; a predictor maps user vectors `(batch, dim)` and candidate vectors `(batch, candidates, dim)` to
-    scores `(batch, candidates)`.
+    Contract for plugins: an item encoder maps `{field: (n, ...), "item": (n,) indices}` to `(n, dim)` and has
+    `.dim`; a user encoder maps history vectors `(batch, history, item_dim)`, their mask and user indices to
+    `(batch, dim)` and has `.dim`; a predictor maps user vectors `(batch, dim)` and candidate vectors
+    `(batch, candidates, dim)` to scores `(batch, candidates)`.
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class Recommender(nn.Module):
 
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
         """(n,) item indices -> (n, item_dim)."""
-        return self.item_encoder({f: getattr(self, f"feature_{f}")[items] for f in self.fields})
+        return self.item_encoder({"item": items, **{f: getattr(self, f"feature_{f}")[items] for f in self.fields}})
 
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history, item_dim) vectors of the (batch, history) item indices -> (batch, user_dim)."""
@@ -61,6 +63,13 @@ class Recommender(nn.Module):
         return self.predictor(self.encode_users(history_vectors, history, users), candidate_vectors)
 
 
+def item_clicks(data: PreparedData) -> torch.Tensor:
+    """How often each item was clicked in the training split."""
+    train = data.splits["train"]
+    clicked = train.candidates.values[train.labels.values == 1]
+    return torch.bincount(torch.from_numpy(clicked), minlength=data.num_items).float()
+
+
 def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommender:
     """Instantiate the recipe's item encoder, user encoder and predictor for this data."""
     context = BuildContext(
@@ -68,7 +77,9 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
         word_vectors=data.word_vectors,
         text_lengths=data.text_lengths,
         category_sizes=data.category_sizes,
-        num_users=len(data.users),
+        num_users=data.known_users,
+        item_features=data.features,
+        item_clicks=item_clicks(data),
     )
     item_encoder = resolved.build("model", "item", context=context)
     context = replace(context, item_dim=item_encoder.dim)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from once.errors import RecipeError
+
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax over positions where `mask` is true; masked positions get exactly 0, an all-masked row all zeros."""
@@ -50,3 +52,35 @@ class MultiHeadSelfAttention(nn.Module):
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (batch, heads, length, length)
         weights = masked_softmax(scores, mask[:, None, None, :])
         return (weights @ v).transpose(1, 2).reshape(batch, length, self.heads * self.head_dim)
+
+
+def word_embedding(vocab_size: int, word_dim: int, vectors: torch.Tensor | None, where: str) -> nn.Embedding:
+    """A trainable word embedding (row 0 = padding), initialised from pretrained vectors when the tokenizer has them."""
+    if vectors is None:
+        return nn.Embedding(vocab_size, word_dim, padding_idx=0)
+    if vectors.shape[1] != word_dim:
+        raise RecipeError(
+            f"word_dim is {word_dim} but the tokenizer's vectors have {vectors.shape[1]} dimensions",
+            where=where,
+            hint=f"Set {where}={vectors.shape[1]}.",
+        )
+    return nn.Embedding.from_pretrained(vectors.float(), freeze=False, padding_idx=0)
+
+
+class ConvTextEncoder(nn.Module):
+    """NAML/LSTUR text view: embedded words -> CNN (ReLU) -> dropout -> additive attention."""
+
+    def __init__(self, word_dim: int, filters: int, window: int, query_dim: int, dropout: float) -> None:
+        super().__init__()
+        if window % 2 == 0:
+            raise RecipeError(f"the CNN window must be odd so that every word is centred, got {window}")
+        self.conv = nn.Conv1d(word_dim, filters, window, padding=window // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.pool = AdditiveAttention(filters, query_dim)
+        self.dim = filters
+
+    def forward(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # words: (items, length, word_dim), mask: (items, length) -> (items, filters)
+        words = words * mask.unsqueeze(-1)  # padding contributes exact zeros, like the sequence border
+        features = torch.relu(self.conv(words.transpose(1, 2))).transpose(1, 2)  # (items, length, filters)
+        return self.pool(self.dropout(features), mask)

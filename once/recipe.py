@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo
 
 from once.errors import PluginError, RecipeError, closest
 from once.registry import Part, Registry
@@ -60,7 +60,7 @@ class PluginChoice(BaseModel):
 
 
 class ItemsSection(Strict):
-    text: dict[str, int] = Field(default_factory=lambda: {"title": 30}, description="text field -> max tokens")
+    text: dict[str, PositiveInt] = Field(default_factory=lambda: {"title": 30}, description="text field -> max tokens")
     categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
 
 
@@ -74,7 +74,7 @@ Metric = Literal["auc", "mrr", "ndcg@5", "ndcg@10"]
 
 
 class TrainSection(Strict):
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=0, description="0 evaluates without training (the training-free baselines)")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -95,7 +95,7 @@ class EvalSection(Strict):
 class Recipe(Strict):
     description: str = ""
     requires: list[str] = Field(default_factory=list, description="plugin distributions, pip-style specifiers")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dataset: PluginChoice
     tokenizer: PluginChoice
@@ -153,7 +153,10 @@ def read_recipe_text(source: str | Path) -> tuple[str, str, Path | None]:
     """(text, label, folder) of a recipe file, or of a built-in recipe given by name."""
     path = Path(source)
     if path.is_file():
-        return path.read_text(encoding="utf8"), str(path), path.resolve().parent
+        try:
+            return path.read_text(encoding="utf8"), str(path), path.resolve().parent
+        except UnicodeDecodeError as error:
+            raise RecipeError(f"not UTF-8 text ({error.reason} at byte {error.start})", where=str(path)) from None
     builtins = builtin_recipes()
     if str(source) in builtins:
         return builtins[str(source)].read_text(encoding="utf8"), f"built-in recipe '{source}'", None

@@ -67,9 +67,6 @@ class Registry:
             "Run `once plugins` to see every registered part.",
         )
 
-    def has(self, kind: str, name: str) -> bool:
-        return name in self._parts[kind]
-
     def parts(self) -> list[Part]:
         return [part for kind in HOOKS for part in sorted(self._parts[kind].values(), key=lambda p: p.name)]
 

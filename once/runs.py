@@ -13,8 +13,10 @@ import yaml
 import once
 from once.data.files import write_atomic, write_json
 from once.errors import OnceError
-from once.recipe import ResolvedRecipe
+from once.recipe import ResolvedRecipe, resolve_recipe
+from once.registry import Registry
 
+RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
 RECIPE, INFO, METRICS, BEST, STATE, TEST = (
     "recipe.yaml",
     "run.json",
@@ -45,6 +47,7 @@ class Run:
         write_json(
             path / INFO,
             {
+                "format": RUN_FORMAT,
                 "recipe": resolved.name,
                 "source": resolved.source,
                 "fingerprint": resolved.fingerprint,
@@ -60,11 +63,30 @@ class Run:
     def open(cls, path: Path) -> Run:
         if not (path / RECIPE).is_file() or not (path / INFO).is_file():
             raise OnceError("not a run directory (no recipe.yaml and run.json)", where=str(path))
-        return cls(path)
+        run = cls(path)
+        info = run.info
+        if info.get("format") != RUN_FORMAT:
+            raise OnceError(
+                f"this run directory was written by ONCE {info.get('once', '?')} in format {info.get('format')}; "
+                f"this ONCE {once.__version__} reads format {RUN_FORMAT}",
+                where=str(path / INFO),
+                hint=f"Install the ONCE version that wrote it (pip install 'once=={info.get('once', '?')}').",
+            )
+        return run
+
+    def resolve(self, registry: Registry | None = None) -> ResolvedRecipe:
+        """The run's recipe, resolved again against the installed plugins."""
+        text = (self.path / RECIPE).read_text(encoding="utf8")
+        return resolve_recipe(
+            text, registry, [], label=str(self.path / RECIPE), base_dir=self.path, name=self.info["recipe"]
+        )
 
     @property
     def info(self) -> dict[str, Any]:
-        return json.loads((self.path / INFO).read_text(encoding="utf8"))
+        try:
+            return json.loads((self.path / INFO).read_text(encoding="utf8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise OnceError(f"run.json is damaged: {error}", where=str(self.path / INFO)) from None
 
     def recipe(self) -> dict[str, Any]:
         """The resolved recipe the run was trained with."""

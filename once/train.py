@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from once.data.files import write_json
 from once.data.prepare import PreparedData, prepare
 from once.data.sampling import TrainingSamples, training_batches
 from once.errors import DataError, Interrupted, OnceError
-from once.evaluate import evaluate
+from once.evaluate import evaluate, evaluation_settings
 from once.model import Recommender, build_recommender
 from once.recipe import ResolvedRecipe
 from once.runs import BEST, STATE, TEST, Run
 
+log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -43,6 +45,8 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise OnceError("the recipe asks for device: cuda, but no CUDA GPU is available", hint="Use device: auto.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OnceError("the recipe asks for device: mps, but Apple's MPS is not available", hint="Use device: auto.")
     return torch.device(name)
 
 
@@ -52,19 +56,25 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    """Trains one recipe into one run directory."""
+    """Trains one recipe; every file it writes goes into the run directory it is given."""
 
-    def __init__(self, resolved: ResolvedRecipe, run: Run, data: PreparedData, console: Console) -> None:
-        self.resolved, self.run, self.data, self.console = resolved, run, data, console
+    def __init__(self, resolved: ResolvedRecipe, data: PreparedData, console: Console) -> None:
+        self.resolved, self.data, self.console = resolved, data, console
         self.recipe = resolved.recipe
         self.device = pick_device(self.recipe.device)
         for split in ("train", "dev"):
             if split not in data.splits:
                 raise DataError(f"the dataset has no {split} split, which training needs")
+        dev = data.splits["dev"]
+        if not dev.labeled or not (dev.labels.values == 1).any():
+            raise DataError("the dev split has no labeled clicks, so epochs cannot be compared or stopped early")
         torch.manual_seed(self.recipe.seed)
         self.model: Recommender = build_recommender(resolved, data).to(self.device)
         train = self.recipe.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if not parameters and train.epochs:
+            raise OnceError("this model has no trainable parameters", where="train.epochs", hint="Set train.epochs: 0.")
+        self.optimizer = torch.optim.Adam(parameters or [torch.zeros(0)], lr=train.lr, weight_decay=train.weight_decay)
         warmup = train.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -76,24 +86,21 @@ class Trainer:
             raise DataError("the training split has no clicked candidates to learn from")
         self.histories = split.history.padded(np.arange(len(split)), train.max_history)
 
-    def resume(self) -> None:
-        self.state = load_training_state(self.run.path / STATE, self.model, self.optimizer, self.scheduler)
+    def resume(self, run: Run) -> None:
+        self.state = load_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler)
 
-    def eval_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_items": self.data.num_items,
-            "max_history": self.recipe.train.max_history,
-            "batch_size": self.recipe.eval.batch_size,
-            "device": self.device,
-        }
-
-    def fit(self, on_epoch_end: EpochCallback | None = None) -> None:
+    def fit(self, run: Run, on_epoch_end: EpochCallback | None = None) -> None:
         train = self.recipe.train
+        if train.epochs == 0:  # a training-free model: its initial state is the one to test
+            save_model(run.path / BEST, self.model)
+            return
         while self.state["epoch"] < train.epochs and not self._stopped_early():
             epoch = self.state["epoch"]
             record = self._train_epoch(epoch)
-            record["dev"] = evaluate(self.model, self.data.splits["dev"], **self.eval_kwargs())
-            self._finish_epoch(record)
+            record["dev"] = evaluate(
+                self.model, self.data.splits["dev"], **evaluation_settings(self.resolved, self.data, self.device)
+            )
+            self._finish_epoch(run, record)
             if on_epoch_end:
                 on_epoch_end(record)
 
@@ -146,26 +153,26 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
 
-    def _finish_epoch(self, record: dict[str, Any]) -> None:
+    def _finish_epoch(self, run: Run, record: dict[str, Any]) -> None:
         metric = self.recipe.train.metric
         value = record["dev"][metric]
         if self.state["best"] is None or value > self.state["best"]:
             self.state.update(best=value, best_epoch=record["epoch"], bad_epochs=0)
-            save_model(self.run.path / BEST, self.model)
+            save_model(run.path / BEST, self.model)
         else:
             self.state["bad_epochs"] += 1
         self.state["epoch"] = record["epoch"]
         self.state["records"].append(record)
-        self.run.write_epochs(self.state["records"])
-        save_training_state(self.run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
+        run.write_epochs(self.state["records"])
+        save_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
 
-    def test(self) -> dict[str, float] | None:
+    def test(self, run: Run) -> dict[str, float] | None:
         split = self.data.splits.get("test")
         if split is None or not split.labeled:
             return None
-        load_model(self.run.path / BEST, self.model)
-        metrics = evaluate(self.model, split, **self.eval_kwargs())
-        write_json(self.run.path / TEST, metrics)
+        load_model(run.path / BEST, self.model)
+        metrics = evaluate(self.model, split, **evaluation_settings(self.resolved, self.data, self.device))
+        write_json(run.path / TEST, metrics)
         return metrics
 
     def _progress(self) -> Progress:
@@ -193,21 +200,19 @@ def train(
 ) -> TrainResult:
     """Train a recipe into a new run directory under `runs_root`, or continue the run at `resume`."""
     console = console or Console(stderr=True)
-    run = Run.open(resume) if resume else Run.create(runs_root, resolved, plugins or {})
-    if resume and run.info["fingerprint"] != resolved.fingerprint:
-        raise OnceError(
-            "the recipe differs from the one this run was started with", where=str(run.path / "recipe.yaml")
-        )
     data = prepare(resolved)
-    trainer = Trainer(resolved, run, data, console)
+    for note in data.notes:
+        log.warning(note)
+    trainer = Trainer(resolved, data, console)  # built before the run directory: a bad recipe leaves nothing behind
+    run = Run.open(resume) if resume else Run.create(runs_root, resolved, plugins or {})
     if resume and (run.path / STATE).exists():
-        trainer.resume()
+        trainer.resume(run)
     try:
-        trainer.fit(on_epoch_end)
+        trainer.fit(run, on_epoch_end)
     except KeyboardInterrupt:
         raise Interrupted(
             f"training interrupted after {trainer.state['epoch']} completed epoch(s)",
             where=str(run.path),
             hint=f"Continue with: once train --resume {run.path}",
         ) from None
-    return TrainResult(run, trainer.state["records"], trainer.test())
+    return TrainResult(run, trainer.state["records"], trainer.test(run))

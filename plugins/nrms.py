@@ -12,7 +12,7 @@ from torch import nn
 
 from once.errors import RecipeError
 from once.hookspecs import hookimpl
-from once.nn import AdditiveAttention, MultiHeadSelfAttention
+from once.nn import AdditiveAttention, MultiHeadSelfAttention, word_embedding
 
 
 class NrmsItemOptions(BaseModel):
@@ -40,19 +40,6 @@ def register_item_encoders(register):
 @hookimpl
 def register_user_encoders(register):
     register("nrms", NrmsUserEncoder, NrmsUserOptions)
-
-
-def word_embedding(vocab_size: int, word_dim: int, vectors: torch.Tensor | None, where: str) -> nn.Embedding:
-    """A trainable word embedding, initialised from pretrained vectors when the tokenizer has them."""
-    if vectors is None:
-        return nn.Embedding(vocab_size, word_dim, padding_idx=0)
-    if vectors.shape[1] != word_dim:
-        raise RecipeError(
-            f"word_dim is {word_dim} but the tokenizer's vectors have {vectors.shape[1]} dimensions",
-            where=where,
-            hint=f"Set {where}={vectors.shape[1]}.",
-        )
-    return nn.Embedding.from_pretrained(vectors.float(), freeze=False, padding_idx=0)
 
 
 class NrmsItemEncoder(nn.Module):

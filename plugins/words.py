@@ -65,9 +65,6 @@ class WordsTokenizer:
     def state(self) -> dict:
         return {"vocab": list(self.vocab)}
 
-    def load_state(self, state: dict) -> None:
-        self.vocab = {word: i for i, word in enumerate(state["vocab"])}
-
     def word_vectors(self) -> torch.Tensor | None:
         """Rows of the vectors file for the vocabulary (small random rows for words it lacks), or None."""
         path = self.options.vectors
@@ -79,8 +76,12 @@ class WordsTokenizer:
             )
         found: dict[int, list[float]] = {}
         dim = None
-        with path.open(encoding="utf8") as f:
-            for number, line in enumerate(f, 1):
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf8")
+                except UnicodeDecodeError:
+                    raise DataError("not UTF-8 text", where=f"{path}:{number}") from None
                 word, _, rest = line.rstrip().partition(" ")
                 index = self.vocab.get(word)
                 if index is None:

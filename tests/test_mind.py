@@ -28,7 +28,7 @@ def test_official_folder_names_and_unlabeled_test(tmp_path):
     corpus = read_mind(tmp_path)
     assert set(corpus.splits) == {"train", "dev", "test"}
     test = corpus.splits["test"]
-    assert not test.labeled and list(test.labels[0]) == [-1, -1, -1]
+    assert list(test.labels[0]) == [-1, -1, -1]
 
 
 @pytest.mark.parametrize(

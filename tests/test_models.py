@@ -1,44 +1,143 @@
+"""Every built-in encoder: padding never changes the output, an empty history gives a finite user vector."""
+
+import dataclasses
+
+import pytest
 import torch
 import torch.nn.functional as F
-from once_plugins.nrms import NrmsItemEncoder, NrmsItemOptions, NrmsUserEncoder, NrmsUserOptions
 
 from once.model import BuildContext
 from once.nn import masked_softmax
+from once.registry import load_registry
 
+REGISTRY = load_registry()
+ITEM_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "item_encoder")
+USER_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "user_encoder")
+ITEMS = 6
+generator = torch.Generator().manual_seed(0)
+TITLES = torch.tensor([[0, 0, 0, 0], [5, 9, 3, 0], [7, 0, 0, 0], [4, 4, 8, 2], [6, 3, 0, 0], [2, 11, 0, 0]])
+ABSTRACTS = torch.tensor([[0, 0, 0], [12, 13, 14], [0, 0, 0], [15, 0, 0], [16, 17, 0], [0, 0, 0]])
+FEATURES = {
+    "item": torch.arange(ITEMS),
+    "title": TITLES,
+    "abstract": ABSTRACTS,
+    "category": torch.tensor([0, 1, 2, 1, 3, 2]),
+    "subcategory": torch.tensor([0, 1, 2, 3, 4, 0]),
+}
 CONTEXT = BuildContext(
-    vocab_size=50, word_vectors=None, text_lengths={"title": 6}, category_sizes={}, num_users=3, item_dim=32
+    vocab_size=20,
+    word_vectors=None,
+    text_lengths={"title": 4, "abstract": 3},
+    category_sizes={"category": 4, "subcategory": 5},
+    num_users=3,
+    item_features={"title": TITLES, "abstract": ABSTRACTS},
+    item_clicks=torch.tensor([0.0, 3, 1, 0, 7, 2]),
+    item_dim=32,
 )
+
+
+def build(kind: str, name: str, context: BuildContext = CONTEXT, **options):
+    part = REGISTRY.get(kind, name)
+    torch.manual_seed(0)
+    return part.implementation(part.options(**options), context).eval()
 
 
 def test_masked_softmax_zeroes_masked_positions_and_empty_rows():
     scores = torch.tensor([[1e4, 2.0, -1e4], [3.0, 3.0, 3.0]])
     mask = torch.tensor([[True, True, False], [False, False, False]])
     weights = masked_softmax(scores, mask)
-    assert torch.isfinite(weights).all()
     assert weights[0].tolist() == [1.0, 0.0, 0.0]  # stable with huge scores: no overflow
     assert weights[1].tolist() == [0.0, 0.0, 0.0]
 
 
-def test_nrms_item_encoder_ignores_padding_tokens():
-    torch.manual_seed(0)
-    encoder = NrmsItemEncoder(NrmsItemOptions(word_dim=16, heads=4, head_dim=8, query_dim=8), CONTEXT).eval()
-    tokens = torch.tensor([[5, 9, 3, 0], [7, 0, 0, 0]])
-    padded_more = F.pad(tokens, (0, 5))
-    short, long = encoder({"title": tokens}), encoder({"title": padded_more})
-    assert short.shape == (2, 32)
-    torch.testing.assert_close(short, long, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(short[0], encoder({"title": torch.tensor([[5, 9, 4, 0]])})[0])  # content matters
+@pytest.mark.parametrize("name", ITEM_ENCODERS)
+def test_item_encoders_ignore_padding_tokens(name):
+    encoder = build("item_encoder", name)
+    padded = {k: F.pad(v, (0, 5)) if k in CONTEXT.text_lengths else v for k, v in FEATURES.items()}
+    vectors = encoder(FEATURES)
+    assert vectors.shape == (ITEMS, encoder.dim)
+    assert torch.isfinite(vectors).all()
+    torch.testing.assert_close(vectors, encoder(padded), rtol=1e-5, atol=1e-6)
 
 
-def test_nrms_user_encoder_ignores_padded_history_and_handles_empty_history():
-    torch.manual_seed(0)
-    encoder = NrmsUserEncoder(NrmsUserOptions(heads=4, head_dim=8, query_dim=8), CONTEXT).eval()
-    history = torch.randn(2, 3, 32)
-    mask = torch.tensor([[True, True, False], [True, False, False]])
-    garbage = torch.randn(2, 4, 32) * 100  # what sits in padded positions must not matter
-    longer = torch.cat([history, garbage], dim=1)
-    longer_mask = F.pad(mask, (0, 4))
-    users = torch.tensor([1, 2])
-    torch.testing.assert_close(encoder(history, mask, users), encoder(longer, longer_mask, users), rtol=1e-5, atol=1e-6)
-    empty = encoder(garbage, torch.zeros(2, 4, dtype=torch.bool), users)
-    assert torch.isfinite(empty).all()
+@pytest.mark.parametrize("name", USER_ENCODERS)
+def test_user_encoders_ignore_padded_history_and_handle_an_empty_one(name):
+    encoder = build("user_encoder", name)
+    history = torch.randn(3, 4, 32, generator=generator)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False], [False, False, False, False]])
+    users = torch.tensor([1, 2, 0])
+    garbage = torch.randn(3, 5, 32, generator=generator) * 100  # what sits in padded positions must not matter
+    vectors = encoder(history, mask, users)
+    assert vectors.shape == (3, encoder.dim)
+    assert torch.isfinite(vectors).all()  # row 2 has an empty history
+    longer = encoder(torch.cat([history, garbage], 1), F.pad(mask, (0, 5)), users)
+    torch.testing.assert_close(vectors, longer, rtol=1e-5, atol=1e-5)
+
+
+def test_content_changes_the_item_vector():
+    for name in ("nrms", "naml", "lstur"):
+        encoder = build("item_encoder", name)
+        changed = dict(
+            FEATURES, title=TITLES.clone().index_put_((torch.tensor([1]), torch.tensor([0])), torch.tensor(6))
+        )
+        assert not torch.allclose(encoder(FEATURES)[1], encoder(changed)[1]), name
+
+
+def test_naml_masks_a_view_that_an_item_lacks():
+    encoder = build("item_encoder", "naml", word_dim=8, filters=16, query_dim=8, category_dim=4)
+    before = encoder(FEATURES)
+    with torch.no_grad():
+        encoder.text["abstract"].conv.weight.add_(1.0)  # only items with an abstract may change
+    after = encoder(FEATURES)
+    has_abstract = (ABSTRACTS != 0).any(-1)
+    torch.testing.assert_close(before[~has_abstract], after[~has_abstract])
+    assert not torch.allclose(before[has_abstract], after[has_abstract])
+    assert before[0].abs().sum() == 0  # the padding item has no view at all
+
+
+def test_naml_skips_views_the_data_lacks():
+    books = dataclasses.replace(CONTEXT, text_lengths={"title": 4}, category_sizes={})
+    part = REGISTRY.get("item_encoder", "naml")
+    encoder = part.implementation(part.options(), books)
+    assert encoder.text_views == ["title"] and encoder.category_views == []
+
+
+@pytest.mark.parametrize("variant", ["ini", "con"])
+def test_lstur_user_embedding_is_masked_in_training_and_zero_for_unseen_users(variant):
+    encoder = build("user_encoder", "lstur", variant=variant, mask_probability=1.0)
+    history = torch.randn(2, 3, 32, generator=generator)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    with torch.no_grad():
+        encoder.users.weight[1:].normal_()
+    assert encoder.users.weight[0].abs().sum() == 0  # index 0, the unseen user, stays zero
+    known, unseen = torch.tensor([1, 2]), torch.tensor([0, 0])
+    evaluated = encoder(history, mask, known)
+    assert not torch.allclose(evaluated, encoder(history, mask, unseen))  # the long-term part counts in eval
+    encoder.train()
+    torch.testing.assert_close(encoder(history, mask, known), encoder(history, mask, unseen))  # always masked
+
+
+def test_lstur_con_splits_the_vector_into_short_and_long_term():
+    encoder = build("user_encoder", "lstur", variant="con", user_dim=12)
+    assert encoder.gru.hidden_size == 20 and encoder.dim == 32
+
+
+def test_overlap_baseline_sums_the_idf_of_shared_words():
+    items, users = build("item_encoder", "overlap"), build("user_encoder", "max")
+    vectors = items(FEATURES)
+    user = users(vectors[[1, 2]].unsqueeze(0), torch.ones(1, 2, dtype=torch.bool), torch.tensor([1]))
+    scores = vectors[[3, 4, 5]] @ user[0]
+    df = {w: sum(int(w in row.tolist()) for row in TITLES[1:]) for w in range(1, 20)}
+    idf = {w: torch.log(torch.tensor(5.0 / max(df[w], 1))).item() for w in df}
+    history_words = {5, 9, 3, 7}
+    expected = [sum(idf[w] for w in set(TITLES[i].tolist()) & history_words) for i in (3, 4, 5)]
+    torch.testing.assert_close(scores, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_popularity_baseline_ranks_by_training_clicks():
+    items = build("item_encoder", "popularity")
+    users = build("user_encoder", "ones", dataclasses.replace(CONTEXT, item_dim=items.dim))
+    vectors = items(FEATURES)
+    user = users(vectors.unsqueeze(0), torch.ones(1, ITEMS, dtype=torch.bool), torch.tensor([0]))
+    scores = vectors @ user[0]
+    assert scores.argsort(descending=True)[:3].tolist() == [4, 1, 5]

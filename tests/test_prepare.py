@@ -35,7 +35,8 @@ def test_tensors_hold_truncated_tokens_and_category_ids(tmp_path, registry):
     assert [vocab[i] for i in title[1].tolist()] == ["the", "match", "ended", "in"]  # truncated to 4
     assert data.features["abstract"][3].tolist() == [0, 0, 0]  # N3 has no abstract
     assert data.category_sizes == {"category": 4, "subcategory": 5}
-    assert data.users == ["", "U1", "U2"]
+    assert data.users == ["", "U1", "U2"] and data.known_users == 3
+    assert data.titles[2] == "Stocks rise again"
     train = data.splits["train"]
     assert train.users.tolist() == [1, 2, 1]
     assert train.labels[0].tolist() == [0, 1, 0]

@@ -41,8 +41,8 @@ def test_typo_in_a_plugin_option_is_caught_by_the_plugins_own_model(tmp_path, re
 
 
 def test_bad_value_and_unknown_plugin(tmp_path, registry):
-    with pytest.raises(RecipeError, match=r"train\.epochs: Input should be greater than or equal to 1"):
-        load_recipe(write(tmp_path), registry, ["train.epochs=0"])
+    with pytest.raises(RecipeError, match=r"train\.epochs: Input should be greater than or equal to 0"):
+        load_recipe(write(tmp_path), registry, ["train.epochs=-1"])
     with pytest.raises(RecipeError) as error:
         load_recipe(write(tmp_path), registry, ["model.user.name=nrsm"])
     assert "unknown user encoder 'nrsm'" in str(error.value)

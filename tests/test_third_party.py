@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).parent / "plugin_package"
 def test_before_installing_the_recipe_says_what_to_install(registry):
     """Runs first, before the module's fixture installs the package."""
     with pytest.raises(RecipeError, match=r"pip install 'once-toy-plugin>=0.1'"):
-        load_recipe("demo", registry, ["model.user.name=mean", "requires=[once-toy-plugin>=0.1]"])
+        load_recipe("demo", registry, ["model.user.name=average", "requires=[once-toy-plugin>=0.1]"])
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +56,17 @@ def installed(tmp_path_factory):
 
 def test_plugin_package_registers_through_its_entry_point(installed, capsys):
     registry = load_registry()
-    part = registry.get("user_encoder", "mean")
+    part = registry.get("user_encoder", "average")
     assert (part.distribution, part.version, part.plugin) == ("once-toy-plugin", "0.1.0", "toy")
     assert cli(["plugins"], registry) == 0
     listing = capsys.readouterr().out
-    assert "mean" in listing and "once-toy-plugin" in listing
+    assert "average" in listing and "once-toy-plugin" in listing
 
 
 def test_recipe_naming_the_plugin_trains_with_it(installed, tmp_path):
     registry = load_registry()
     resolved = load_recipe(
-        "demo", registry, [*TINY, "model.user={name: mean, bias: false}", "requires=[once-toy-plugin>=0.1]"]
+        "demo", registry, [*TINY, "model.user={name: average, bias: false}", "requires=[once-toy-plugin>=0.1]"]
     )
     result = train(resolved, runs_root=tmp_path, plugins=registry.distributions())
     assert "once-toy-plugin" in (result.run.path / "run.json").read_text()

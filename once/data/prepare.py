@@ -24,7 +24,7 @@ from once.errors import DataError
 from once.recipe import ResolvedRecipe
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Tokenizer(Protocol):
@@ -53,7 +53,8 @@ class Split:
     """One split, ready for batching: every id is an index."""
 
     impression_ids: list[str]
-    users: np.ndarray  # index into PreparedData.users; 0 = a user not seen in training
+    user_ids: np.ndarray  # index into PreparedData.users
+    users: np.ndarray  # what the model sees: the same index for users seen in training, else 0
     history: Ragged
     candidates: Ragged
     labels: Ragged  # aligned with candidates; -1 = unlabeled
@@ -76,7 +77,9 @@ class PreparedData:
     features: dict[str, torch.Tensor]  # text field -> (items, tokens); category field -> (items,)
     text_lengths: dict[str, int]
     category_sizes: dict[str, int]
-    users: list[str]  # index 0 is the unknown user
+    users: list[str]  # every user id: "" first, then the users seen in training, then the others
+    known_users: int  # users[:known_users] are "" and the training users: the model's user indices
+    titles: list[str]  # each item's title (or first text field), for showing recommendations
     splits: dict[str, Split]
     vocab_size: int
     tokenizer_state: dict
@@ -95,6 +98,7 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
     recipe = resolved.recipe
     identity = {
         "format": FORMAT_VERSION,
+        "code": [resolved.part(slot).provider for slot in ("dataset", "tokenizer")],  # plugin upgrades rebuild
         "dataset": resolved.data["dataset"]["name"],
         "data": dataset.fingerprint(),
         "tokenizer": resolved.data["tokenizer"],
@@ -149,7 +153,9 @@ def _write(
     if vectors is not None:
         save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
     train_users = sorted(set(corpus.splits["train"].user_ids))
-    user_index = {u: i + 1 for i, u in enumerate(train_users)}
+    other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
+    users = ["", *train_users, *other_users]
+    user_index = {u: i for i, u in enumerate(users)}
     for name, impressions in corpus.splits.items():
         _write_split(folder / f"{name}.safetensors", impressions, user_index)
     write_json(
@@ -159,7 +165,9 @@ def _write(
             "item_ids": items.ids,
             "text_lengths": text,
             "category_vocab": category_vocab,
-            "users": ["", *train_users],
+            "users": users,
+            "known_users": len(train_users) + 1,
+            "titles": items.text["title" if "title" in items.text else next(iter(items.text))],
             "impression_ids": {name: imps.impression_ids for name, imps in corpus.splits.items()},
             "vocab_size": tokenizer.vocab_size,
             "tokenizer": tokenizer.state(),
@@ -170,7 +178,7 @@ def _write(
 
 def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
     tensors = {
-        "users": np.array([user_index.get(u, 0) for u in impressions.user_ids], dtype=np.int64),
+        "user_ids": np.array([user_index[u] for u in impressions.user_ids], dtype=np.int64),
         "history.values": impressions.history.values,
         "history.offsets": impressions.history.offsets,
         "candidates.values": impressions.candidates.values,
@@ -190,7 +198,8 @@ def _read(folder: Path, key: str) -> PreparedData:
         candidates = Ragged(t["candidates.values"], t["candidates.offsets"])
         splits[name] = Split(
             impression_ids,
-            t["users"],
+            t["user_ids"],
+            np.where(t["user_ids"] < meta["known_users"], t["user_ids"], 0),
             Ragged(t["history.values"], t["history.offsets"]),
             candidates,
             Ragged(t["labels.values"], candidates.offsets),
@@ -203,6 +212,8 @@ def _read(folder: Path, key: str) -> PreparedData:
         text_lengths=meta["text_lengths"],
         category_sizes={f: len(v) for f, v in meta["category_vocab"].items()},
         users=meta["users"],
+        known_users=meta["known_users"],
+        titles=meta["titles"],
         splits=splits,
         vocab_size=meta["vocab_size"],
         tokenizer_state=meta["tokenizer"],

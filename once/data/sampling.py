@@ -47,7 +47,10 @@ class TrainingSamples:
         filled = np.zeros((len(self), k), dtype=bool)
         chosen[owner[keep], position[keep]] = values[order][keep]
         filled[owner[keep], position[keep]] = True
-        chosen[~filled] = rng.integers(1, num_items, int((~filled).sum()))
+        missing = ~filled
+        while missing.any():  # top up at random, never with the sample's own click
+            chosen[missing] = rng.integers(1, num_items, int(missing.sum()))
+            missing &= chosen == self.positives[:, None]
         return chosen
 
 

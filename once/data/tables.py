@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-PAD_ITEM = 0  # row 0 of every item table is an empty padding item
 SPLITS = ("train", "dev", "test")
 UNLABELED = -1
 
@@ -60,9 +58,6 @@ class Items:
     categories: dict[str, list[str]]  # e.g. category, subcategory
     in_train: np.ndarray  # bool per item: listed in the training split (the tokenizer's vocabulary comes from these)
 
-    def index(self) -> dict[str, int]:
-        return {item: i for i, item in enumerate(self.ids)}
-
 
 @dataclass
 class Impressions:
@@ -76,10 +71,6 @@ class Impressions:
 
     def __len__(self) -> int:
         return len(self.impression_ids)
-
-    @property
-    def labeled(self) -> bool:
-        return len(self.labels.values) == 0 or bool((self.labels.values != UNLABELED).all())
 
 
 @dataclass
@@ -100,7 +91,4 @@ class Dataset(Protocol):
     def read(self) -> Corpus:
         """Read the items and every available split."""
 
-
-class ExportableDataset(Dataset, Protocol):
-    def export(self, out: Path) -> None:
-        """Write the dataset as MIND files under `out` (`once data NAME OUT`)."""
+    # Optional: `export(out: Path) -> None` writes the dataset as MIND files (`once data NAME OUT`).

@@ -25,4 +25,4 @@ class MeanUserEncoder(nn.Module):
 
 @hookimpl
 def register_user_encoders(register):
-    register("mean", MeanUserEncoder, MeanOptions)
+    register("average", MeanUserEncoder, MeanOptions)

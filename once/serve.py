@@ -1,0 +1,158 @@
+"""Using a trained run: recommendations for users, and item and user vectors for an ANN index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from once.checkpoint import load_model, save_tensors
+from once.data.files import write_json
+from once.data.prepare import PreparedData, prepare
+from once.errors import DataError, OnceError, closest
+from once.evaluate import encode_all_items
+from once.model import Recommender, build_recommender
+from once.recipe import ResolvedRecipe
+from once.registry import Registry
+from once.runs import BEST, Run
+from once.train import pick_device
+
+
+@dataclass
+class Recommendation:
+    item: str
+    title: str
+    score: float
+
+
+@dataclass
+class LoadedRun:
+    """A run's recipe and data with its best checkpoint loaded into the model, in eval mode."""
+
+    run: Run
+    resolved: ResolvedRecipe
+    data: PreparedData
+    model: Recommender
+    device: torch.device
+
+
+def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
+    run = Run.open(run_dir)
+    resolved = run.resolve(registry)
+    data = prepare(resolved)
+    device = pick_device(resolved.recipe.device)
+    model = build_recommender(resolved, data).to(device)
+    load_model(run.path / BEST, model)
+    return LoadedRun(run, resolved, data, model.eval(), device)
+
+
+class TrainedModel:
+    """A run's best checkpoint with its data: every item encoded once, users encoded on demand."""
+
+    def __init__(self, run_dir: Path, registry: Registry | None = None) -> None:
+        loaded = load_run(run_dir, registry)
+        self.run, self.resolved, self.data = loaded.run, loaded.resolved, loaded.data
+        self.model, self.device = loaded.model, loaded.device
+        batch_size = self.resolved.recipe.eval.batch_size
+        self.item_vectors = encode_all_items(self.model, self.data.num_items, batch_size, self.device)
+        self.item_index = {item: i for i, item in enumerate(self.data.item_ids) if i}
+        self.user_lookup = {user: i for i, user in enumerate(self.data.users) if i}
+        self._latest = self._latest_histories()
+
+    def _latest_histories(self) -> dict[int, tuple[str, int]]:
+        """User index -> (split, impression row) of the user's most recent impression (test > dev > train)."""
+        latest = {}
+        for name in ("train", "dev", "test"):
+            split = self.data.splits.get(name)
+            if split is not None:
+                latest.update({int(user): (name, row) for row, user in enumerate(split.user_ids)})
+        return latest
+
+    def user_index(self, user: str) -> int:
+        index = self.user_lookup.get(user)
+        if index is None:
+            guess = closest(user, self.data.users[1:]) if len(self.data.users) < 200_000 else None
+            raise OnceError(
+                f"user '{user}' is not in this run's data",
+                hint=(f"Did you mean '{guess}'? " if guess else "") + "Users come from the dataset's behaviors files.",
+            )
+        return index
+
+    def history(self, user: int) -> np.ndarray:
+        split, row = self._latest[user]
+        return self.data.splits[split].history[row]
+
+    @torch.no_grad()
+    def user_vectors(self, users: list[int]) -> torch.Tensor:
+        """(len(users), dim): each user from their most recent history."""
+        width = self.resolved.recipe.train.max_history
+        parts = []
+        batch_size = self.resolved.recipe.eval.batch_size
+        for start in range(0, len(users), batch_size):
+            chunk = users[start : start + batch_size]
+            histories = np.zeros((len(chunk), width), dtype=np.int64)
+            for i, user in enumerate(chunk):
+                items = self.history(user)[-width:]
+                histories[i, : len(items)] = items
+            history = torch.from_numpy(histories).to(self.device)
+            model_users = torch.tensor([u if u < self.data.known_users else 0 for u in chunk], device=self.device)
+            parts.append(self.model.encode_users(self.item_vectors[history], history, model_users))
+        return torch.cat(parts) if parts else torch.zeros(0, self.model.user_encoder.dim)
+
+    def candidates_from_file(self, path: Path) -> list[int]:
+        """Item indices listed in a file, whitespace-separated, one or more per line."""
+        found = []
+        for number, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1):
+            for item in line.split():
+                if item not in self.item_index:
+                    raise DataError(f"unknown item id '{item}'", where=f"{path}:{number}")
+                found.append(self.item_index[item])
+        if not found:
+            raise DataError("no item ids in the candidate file", where=str(path))
+        return found
+
+    @torch.no_grad()
+    def recommend(
+        self, users: list[str], top: int = 10, candidates: list[int] | None = None, include_history: bool = False
+    ) -> dict[str, list[Recommendation]]:
+        """The `top` best-scored items for each user, among `candidates` (default: every item)."""
+        indices = [self.user_index(u) for u in users]
+        pool = torch.tensor(candidates if candidates is not None else range(1, self.data.num_items), device=self.device)
+        vectors = self.user_vectors(indices)
+        results = {}
+        for user, index, vector in zip(users, indices, vectors, strict=True):
+            scores = self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
+            if not include_history:
+                seen = torch.from_numpy(self.history(index)).to(self.device)
+                scores = scores.masked_fill(torch.isin(pool, seen), float("-inf"))
+            best = scores.topk(min(top, len(pool)))
+            results[user] = [
+                Recommendation(self.data.item_ids[i], self.data.titles[i], float(s))
+                for i, s in zip(pool[best.indices].tolist(), best.values.tolist(), strict=True)
+                if s != float("-inf")
+            ]
+        return results
+
+    def export(self, out: Path) -> dict[str, int]:
+        """Item and user vectors as safetensors with their id maps, ready for an ANN index."""
+        out.mkdir(parents=True, exist_ok=True)
+        users = sorted(self._latest)
+        save_tensors(out / "items.safetensors", {"vectors": self.item_vectors[1:]})
+        save_tensors(out / "users.safetensors", {"vectors": self.user_vectors(users)})
+        write_json(out / "item_ids.json", self.data.item_ids[1:])
+        write_json(out / "user_ids.json", [self.data.users[u] for u in users])
+        write_json(
+            out / "meta.json",
+            {
+                "run": str(self.run.path),
+                "fingerprint": self.run.info["fingerprint"],
+                "score": self.resolved.data["model"]["predictor"]["name"],
+                "item_dim": int(self.item_vectors.shape[1]),
+                "items": self.data.num_items - 1,
+                "users": len(users),
+                "user_history": "each user's most recent history in the data (test, else dev, else train)",
+            },
+        )
+        return {"items": self.data.num_items - 1, "users": len(users)}

@@ -1,0 +1,116 @@
+"""LSTUR (An et al., ACL 2019): long- and short-term user representations.
+
+Item: title CNN + additive attention, concatenated with category and subcategory embeddings.
+User: a GRU over the clicked items (short-term) with a learned user-ID embedding (long-term), either as the
+GRU's initial state (`ini`) or concatenated with its last state (`con`). In training the long-term embedding is
+masked to zero with probability `mask_probability` (the paper's p = 0.5), which also teaches the model to serve
+users it has never seen: they get user index 0, whose embedding is fixed at zero, so an unseen user is
+represented by the short-term GRU state alone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from once.errors import RecipeError
+from once.hookspecs import hookimpl
+from once.nn import ConvTextEncoder, word_embedding
+
+
+class LsturItemOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = "title"
+    categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(300, ge=1)
+    window: int = Field(3, ge=1)
+    query_dim: int = Field(200, ge=1)
+    category_dim: int = Field(100, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class LsturUserOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: Literal["ini", "con"] = "ini"
+    mask_probability: float = Field(0.5, ge=0, le=1, description="chance to drop the user embedding in training")
+    user_dim: int | None = Field(None, ge=1, description="con only: long-term part (default half the item size)")
+
+
+@hookimpl
+def register_item_encoders(register):
+    register("lstur", LsturItemEncoder, LsturItemOptions)
+
+
+@hookimpl
+def register_user_encoders(register):
+    register("lstur", LsturUserEncoder, LsturUserOptions)
+
+
+class LsturItemEncoder(nn.Module):
+    def __init__(self, options: LsturItemOptions, context) -> None:
+        super().__init__()
+        if options.field not in context.text_lengths:
+            raise RecipeError(
+                f"LSTUR encodes the text field '{options.field}', which is not tokenized",
+                where="model.item.field",
+                hint=f"Tokenized fields (recipe items.text): {', '.join(context.text_lengths)}.",
+            )
+        self.field = options.field
+        self.category_fields = [c for c in options.categories if c in context.category_sizes]
+        self.embedding = word_embedding(
+            context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
+        )
+        self.dropout = nn.Dropout(options.dropout)
+        self.title = ConvTextEncoder(
+            options.word_dim, options.filters, options.window, options.query_dim, options.dropout
+        )
+        self.categories = nn.ModuleDict(
+            {
+                c: nn.Embedding(context.category_sizes[c], options.category_dim, padding_idx=0)
+                for c in self.category_fields
+            }
+        )
+        self.dim = options.filters + options.category_dim * len(self.category_fields)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = features[self.field]
+        title = self.title(self.dropout(self.embedding(tokens)), tokens != 0)  # (items, filters)
+        categories = [self.categories[c](features[c]) for c in self.category_fields]  # (items, category_dim) each
+        return torch.cat([title, *categories], dim=-1)
+
+
+class LsturUserEncoder(nn.Module):
+    def __init__(self, options: LsturUserOptions, context) -> None:
+        super().__init__()
+        self.variant, self.mask_probability = options.variant, options.mask_probability
+        item_dim = context.item_dim
+        if options.variant == "ini":
+            user_dim = hidden = item_dim
+        else:
+            user_dim = options.user_dim or item_dim // 2
+            hidden = item_dim - user_dim
+            if hidden < 1:
+                raise RecipeError(f"user_dim must be below the item size {item_dim}", where="model.user.user_dim")
+        self.users = nn.Embedding(context.num_users, user_dim, padding_idx=0)  # 0 = unseen user: zeros
+        self.gru = nn.GRU(item_dim, hidden, batch_first=True)
+        self.dim = item_dim
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        # history: (batch, length, item_dim), mask: (batch, length) with padding at the end -> (batch, item_dim)
+        long_term = self.users(users)  # (batch, user_dim)
+        if self.training and self.mask_probability > 0:
+            keep = torch.rand(len(users), 1, device=users.device) >= self.mask_probability
+            long_term = long_term * keep
+        lengths = mask.sum(-1)
+        initial = (
+            long_term if self.variant == "ini" else torch.zeros(len(users), self.gru.hidden_size, device=history.device)
+        )
+        packed = pack_padded_sequence(history, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        _, last = self.gru(packed, initial.unsqueeze(0).contiguous())
+        short_term = torch.where((lengths > 0).unsqueeze(-1), last[0], initial)  # an empty history keeps the start
+        return short_term if self.variant == "ini" else torch.cat([short_term, long_term], dim=-1)

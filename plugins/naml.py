@@ -1,0 +1,115 @@
+"""NAML (Wu et al., IJCAI 2019): attentive multi-view learning.
+
+Item: each text view (title, abstract) is word embeddings -> CNN -> additive attention; each category view
+(category, subcategory) is an embedding -> dense (ReLU); a view-level additive attention combines the views.
+Views the data does not have are left out, and a view that is empty for an item (a book without abstract) is
+masked out of that item's view attention. User: additive attention over the clicked items.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from once.errors import RecipeError
+from once.hookspecs import hookimpl
+from once.nn import AdditiveAttention, ConvTextEncoder, word_embedding
+
+log = logging.getLogger(__name__)
+
+
+class NamlItemOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    views: list[str] = Field(
+        default_factory=lambda: ["title", "abstract", "category", "subcategory"],
+        description="text or category fields; those the data lacks are skipped",
+    )
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(400, ge=1, description="CNN filters = item vector size")
+    window: int = Field(3, ge=1)
+    query_dim: int = Field(200, ge=1)
+    category_dim: int = Field(100, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class NamlUserOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query_dim: int = Field(200, ge=1)
+
+
+@hookimpl
+def register_item_encoders(register):
+    register("naml", NamlItemEncoder, NamlItemOptions)
+
+
+@hookimpl
+def register_user_encoders(register):
+    register("naml", AttentionUserEncoder, NamlUserOptions)
+
+
+class NamlItemEncoder(nn.Module):
+    def __init__(self, options: NamlItemOptions, context) -> None:
+        super().__init__()
+        self.text_views = [v for v in options.views if v in context.text_lengths]
+        self.category_views = [v for v in options.views if v in context.category_sizes]
+        skipped = [v for v in options.views if v not in self.text_views + self.category_views]
+        if skipped:
+            log.info("NAML: no data for the view(s) %s; using %s", skipped, self.text_views + self.category_views)
+        if not self.text_views + self.category_views:
+            raise RecipeError(
+                f"none of the NAML views {options.views} is in the data",
+                where="model.item.views",
+                hint=f"Text fields: {list(context.text_lengths)}; category fields: {list(context.category_sizes)}.",
+            )
+        self.embedding = word_embedding(
+            context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
+        )
+        self.dropout = nn.Dropout(options.dropout)
+        self.text = nn.ModuleDict(
+            {
+                view: ConvTextEncoder(
+                    options.word_dim, options.filters, options.window, options.query_dim, options.dropout
+                )
+                for view in self.text_views
+            }
+        )
+        self.categories = nn.ModuleDict(
+            {
+                view: nn.Sequential(
+                    nn.Embedding(context.category_sizes[view], options.category_dim, padding_idx=0),
+                    nn.Linear(options.category_dim, options.filters),
+                    nn.ReLU(),
+                )
+                for view in self.category_views
+            }
+        )
+        self.view_attention = AdditiveAttention(options.filters, options.query_dim)
+        self.dim = options.filters
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        vectors, present = [], []
+        for view in self.text_views:
+            tokens = features[view]  # (items, length)
+            mask = tokens != 0
+            vectors.append(self.text[view](self.dropout(self.embedding(tokens)), mask))
+            present.append(mask.any(-1))
+        for view in self.category_views:
+            values = features[view]  # (items,)
+            vectors.append(self.categories[view](values))
+            present.append(values != 0)
+        return self.view_attention(torch.stack(vectors, 1), torch.stack(present, 1))  # (items, filters)
+
+
+class AttentionUserEncoder(nn.Module):
+    """NAML's user: additive attention over the clicked items' vectors."""
+
+    def __init__(self, options: NamlUserOptions, context) -> None:
+        super().__init__()
+        self.pool = AdditiveAttention(context.item_dim, options.query_dim)
+        self.dim = context.item_dim
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        return self.pool(history, mask)  # (batch, item_dim)
