@@ -75,11 +75,19 @@ class Run:
         return run
 
     def resolve(self, registry: Registry | None = None) -> ResolvedRecipe:
-        """The run's recipe, resolved again against the installed plugins."""
+        """The run's recipe, resolved again against the installed plugins; it must still be the recipe trained."""
         text = (self.path / RECIPE).read_text(encoding="utf8")
-        return resolve_recipe(
+        resolved = resolve_recipe(
             text, registry, [], label=str(self.path / RECIPE), base_dir=self.path, name=self.info["recipe"]
         )
+        if resolved.fingerprint != self.info["fingerprint"]:
+            raise OnceError(
+                f"recipe.yaml no longer matches the recipe this run was trained with (fingerprint "
+                f"{resolved.fingerprint}, run.json says {self.info['fingerprint']})",
+                where=str(self.path / RECIPE),
+                hint="Restore the file, or train a new run with the edited recipe.",
+            )
+        return resolved
 
     @property
     def info(self) -> dict[str, Any]:

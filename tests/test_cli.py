@@ -57,3 +57,16 @@ def test_errors_are_one_paragraph_and_debug_shows_the_traceback(registry, capsys
     assert "unknown item encoder 'nrmz'" in err and "Did you mean 'nrms'?" in err
     assert cli(["eval", "/nonexistent/run"], registry) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_eval_refuses_an_edited_recipe_and_data_refuses_a_full_folder(tmp_path, registry, capsys):
+    overrides = [item for item in TINY if not item.startswith("train.epochs")] + ["train.epochs=1"]
+    assert cli(["train", "demo", "--out", str(tmp_path / "runs"), *sets(overrides)], registry) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    recipe = run_dir / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("heads: 2", "heads: 4", 1))
+    capsys.readouterr()
+    assert cli(["eval", str(run_dir)], registry) == 2
+    assert "no longer matches the recipe this run was trained with" in capsys.readouterr().err
+    assert cli(["data", "demo", str(run_dir)], registry) == 2
+    assert "not empty" in capsys.readouterr().err

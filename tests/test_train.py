@@ -131,3 +131,43 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, registry):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
         moved += int(not torch.allclose(a[key], initial.state_dict()[key]))
     assert moved > 0  # the four steps really changed the weights
+
+
+SMALL_DEMO = [o for o in TINY if not o.startswith("model.")]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "model"),
+    [
+        (
+            "demo-naml",
+            [
+                "model.item.word_dim=32",
+                "model.item.filters=32",
+                "model.item.query_dim=16",
+                "model.item.category_dim=8",
+                "model.user.query_dim=16",
+            ],
+        ),
+        (
+            "demo-lstur",
+            ["model.item.word_dim=32", "model.item.filters=24", "model.item.query_dim=16", "model.item.category_dim=4"],
+        ),
+    ],
+)
+def test_built_in_model_recipes_learn_the_demo(recipe, model, tmp_path, registry):
+    result = train(load_recipe(recipe, registry, [*SMALL_DEMO, *model]), runs_root=tmp_path)
+    assert result.test["auc"] > 0.7, result.test
+
+
+def test_a_dev_split_without_labels_is_refused_before_training(tmp_path, registry):
+    from mind_files import write_mind
+
+    from once.errors import DataError
+
+    root = write_mind(tmp_path / "mind")
+    (root / "dev" / "behaviors.tsv").write_text("7\tU1\t11/15/2019 8:00:00 AM\tN1\tN2 N3\n")
+    resolved = load_recipe("mind-nrms", registry, [f"dataset.path={root}", "device=cpu"])
+    with pytest.raises(DataError, match="dev split has no labeled clicks"):
+        train(resolved, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # nothing half-made is left behind
