@@ -52,7 +52,7 @@ def score_split(
     every impression, as training does. Both give the same scores.
     """
     model.eval()
-    histories = split.history.padded(np.arange(len(split)), max_history)
+    histories = split.history.all_padded(max_history)
     if fast:
         items = encode_all_items(model, num_items, batch_size, device)
         keys = np.concatenate([split.users[:, None], histories], axis=1)

@@ -29,10 +29,13 @@ class BuildContext:
 class Recommender(nn.Module):
     """Scores candidates for users from item content.
 
-    Contract for plugins: an item encoder maps `{field: (n, ...), "item": (n,) indices}` to `(n, dim)` and has
-    `.dim`; a user encoder maps history vectors `(batch, history, item_dim)`, their mask and user indices to
-    `(batch, dim)` and has `.dim`; a predictor maps user vectors `(batch, dim)` and candidate vectors
-    `(batch, candidates, dim)` to scores `(batch, candidates)`.
+    Contract for plugins:
+    - an item encoder maps `{field: (n, ...), "item": (n,) indices}` to `(n, dim)` and has `.dim`; its output
+      must not depend on trailing padding (token id 0), which the engine trims from each batch;
+    - a user encoder maps history vectors `(batch, history, item_dim)`, their mask and user indices to
+      `(batch, dim)` and has `.dim`; padded history positions must not change its output;
+    - a predictor maps user vectors `(batch, dim)` and candidate vectors `(batch, candidates, dim)` to scores
+      `(batch, candidates)`.
     """
 
     def __init__(
@@ -46,7 +49,14 @@ class Recommender(nn.Module):
 
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
         """(n,) item indices -> (n, item_dim)."""
-        return self.item_encoder({"item": items, **{f: getattr(self, f"feature_{f}")[items] for f in self.fields}})
+        features = {"item": items}
+        for field in self.fields:
+            values = getattr(self, f"feature_{field}")[items]
+            if values.dim() == 2:  # token ids: drop the trailing columns that are padding for every item here
+                used = (values != 0).any(0).nonzero()
+                values = values[:, : int(used.max()) + 1 if len(used) else 1]
+            features[field] = values
+        return self.item_encoder(features)
 
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history, item_dim) vectors of the (batch, history) item indices -> (batch, user_dim)."""

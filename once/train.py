@@ -84,7 +84,7 @@ class Trainer:
         self.samples = TrainingSamples.from_split(split)
         if not len(self.samples):
             raise DataError("the training split has no clicked candidates to learn from")
-        self.histories = split.history.padded(np.arange(len(split)), train.max_history)
+        self.histories = split.history.all_padded(train.max_history)
 
     def resume(self, run: Run) -> None:
         self.state = load_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler)

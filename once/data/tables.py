@@ -36,6 +36,14 @@ class Ragged:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def width(self, limit: int) -> int:
+        """Columns needed to hold every row, capped at `limit` (at least 1): no all-padding columns."""
+        return max(1, min(limit, int(self.lengths.max(initial=0))))
+
+    def all_padded(self, limit: int) -> np.ndarray:
+        """Every row as a matrix of `width(limit)` columns (see `padded`)."""
+        return self.padded(np.arange(len(self)), self.width(limit))
+
     def padded(self, rows: np.ndarray, width: int, fill: int = 0) -> np.ndarray:
         """Rows as a (len(rows), width) matrix, left-aligned; longer rows keep their last `width` values."""
         rows = np.asarray(rows, dtype=np.int64)
