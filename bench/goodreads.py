@@ -1,6 +1,6 @@
 """NAML, NRMS and LSTUR against random, popularity and word-overlap baselines on the Goodreads-MIND benchmark.
 
-    python bench/goodreads.py [--users 5000] [--epochs 2] [--write docs/benchmarks.md]
+    python bench/goodreads.py [--users 5000] [--epochs 3] [--write docs/benchmarks.md]
 
 Builds the benchmark with the shared builder (`../shared/bench/goodreads_to_mind.py`, leave-last-out,
 popularity-drawn negatives) into the ONCE cache, then trains each built-in `goodreads-*` recipe in its own
@@ -106,7 +106,7 @@ def table(rows: list[dict], users: int, epochs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=5000, help="0 = every eligible user")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
     parser.add_argument("--models", nargs="*", default=[*BASELINES, "overlap-desc", *MODELS])
@@ -153,6 +153,15 @@ def main() -> None:
             f" {nrms['dev_plain_auc']:.4f} plain{' (equal)' if same else ' (DIFFERENT: a bug)'}."
         )
     report += f"\n\nTotal wall time {total / 60:.1f} min, {rows[0]['threads']} threads."
+    trained = [Path(r["run"]) for r in rows if r["label"] in MODELS]
+    if args.write and trained:  # the models' dev curves per epoch, through `once compare`
+        png = args.write.parent / "goodreads-dev-curves.png"
+        subprocess.run(
+            [sys.executable, "-m", "once", "compare", *map(str, trained), "--png", str(png)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        report += f"\n\nDev curves per epoch: `{png.name}` (written by `once compare`)."
     print(report)
     if args.write:
         text = args.write.read_text(encoding="utf8")

@@ -57,7 +57,11 @@ class MultiHeadSelfAttention(nn.Module):
 def word_embedding(vocab_size: int, word_dim: int, vectors: torch.Tensor | None, where: str) -> nn.Embedding:
     """A trainable word embedding (row 0 = padding), initialised from pretrained vectors when the tokenizer has them."""
     if vectors is None:
-        return nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        with torch.no_grad():  # GloVe-like scale: torch's N(0, 1) makes the first attention logits huge
+            embedding.weight.normal_(0, 0.1)
+            embedding.weight[0] = 0
+        return embedding
     if vectors.shape[1] != word_dim:
         raise RecipeError(
             f"word_dim is {word_dim} but the tokenizer's vectors have {vectors.shape[1]} dimensions",

@@ -2,8 +2,9 @@
 
 Item: each text view (title, abstract) is word embeddings -> CNN -> additive attention; each category view
 (category, subcategory) is an embedding -> dense (ReLU); a view-level additive attention combines the views.
-Views the data does not have are left out, and a view that is empty for an item (a book without abstract) is
-masked out of that item's view attention. User: additive attention over the clicked items.
+Views the data does not have are left out (as is a category with a single value: every book is a 'book'),
+and a view that is empty for an item (a book without abstract) is masked out of that item's view attention.
+User: additive attention over the clicked items.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class NamlItemEncoder(nn.Module):
     def __init__(self, options: NamlItemOptions, context) -> None:
         super().__init__()
         self.text_views = [v for v in options.views if v in context.text_lengths]
-        self.category_views = [v for v in options.views if v in context.category_sizes]
+        # a category with a single value (every book is 'book') says nothing about an item, and the view
+        # attention can collapse onto such a constant view, making every item vector the same
+        self.category_views = [v for v in options.views if context.category_sizes.get(v, 0) > 2]
         skipped = [v for v in options.views if v not in self.text_views + self.category_views]
         if skipped:
             log.info("NAML: no data for the view(s) %s; using %s", skipped, self.text_views + self.category_views)

@@ -24,7 +24,7 @@ TINY = [
     "model.user.query_dim=16",
     "train.epochs=3",
     "train.batch_size=32",
-    "train.lr=0.005",
+    "train.lr=0.02",
     "device=cpu",
 ]
 

@@ -95,8 +95,8 @@ def test_naml_masks_a_view_that_an_item_lacks():
     assert before[0].abs().sum() == 0  # the padding item has no view at all
 
 
-def test_naml_skips_views_the_data_lacks():
-    books = dataclasses.replace(CONTEXT, text_lengths={"title": 4}, category_sizes={})
+def test_naml_skips_views_the_data_lacks_or_that_never_vary():
+    books = dataclasses.replace(CONTEXT, text_lengths={"title": 4}, category_sizes={"category": 2})  # all 'book'
     part = REGISTRY.get("item_encoder", "naml")
     encoder = part.implementation(part.options(), books)
     assert encoder.text_views == ["title"] and encoder.category_views == []
