@@ -26,17 +26,20 @@ def plot_curves(runs: list[Run], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8), squeeze=False)
     for axis, metric in zip(axes[0], METRICS, strict=True):
         for run in runs:
             epochs = run.epochs()
             axis.plot([e["epoch"] for e in epochs], [e["dev"][metric] for e in epochs], marker="o", label=run.path.name)
         axis.set_title(f"dev {metric.upper()}")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(runs), 3), fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, 0.06 * ((len(runs) + 2) // 3), 1, 1))  # room for the legend below
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
