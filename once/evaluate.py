@@ -10,6 +10,7 @@ import torch
 from once.data.prepare import PreparedData, Split
 from once.metrics import mind_metrics
 from once.model import Recommender
+from once.progress import tracked
 from once.recipe import ResolvedRecipe
 
 
@@ -32,7 +33,8 @@ def _chunks(total: int, size: int):
 def encode_all_items(model: Recommender, num_items: int, batch_size: int, device: torch.device) -> torch.Tensor:
     """(num_items, item_dim): every item's vector, in eval mode."""
     model.eval()
-    return torch.cat([model.encode_items(torch.from_numpy(rows).to(device)) for rows in _chunks(num_items, batch_size)])
+    chunks = tracked(_chunks(num_items, batch_size), -(-num_items // batch_size), "encoding items")
+    return torch.cat([model.encode_items(torch.from_numpy(rows).to(device)) for rows in chunks])
 
 
 @torch.no_grad()
@@ -59,14 +61,14 @@ def score_split(
         distinct, user_of_impression = np.unique(keys, axis=0, return_inverse=True)
         user_of_impression = user_of_impression.ravel()  # numpy 2.0.0 returned it 2-D
         user_parts = []
-        for rows in _chunks(len(distinct), batch_size):
+        for rows in tracked(_chunks(len(distinct), batch_size), -(-len(distinct) // batch_size), "encoding users"):
             history = torch.from_numpy(distinct[rows, 1:]).to(device)
             users = torch.from_numpy(distinct[rows, 0]).to(device)
             user_parts.append(model.encode_users(items[history], history, users))
         user_vectors = torch.cat(user_parts)
     scores: list[np.ndarray] = []
     lengths = split.candidates.lengths
-    for rows in _chunks(len(split), batch_size):
+    for rows in tracked(_chunks(len(split), batch_size), -(-len(split) // batch_size), "scoring impressions"):
         candidates = torch.from_numpy(split.candidates.padded(rows, int(lengths[rows].max()))).to(device)
         if fast:
             batch_scores = model.predictor(user_vectors[torch.from_numpy(user_of_impression[rows])], items[candidates])

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
 from once.data.files import write_json
@@ -22,6 +21,7 @@ from once.data.sampling import TrainingSamples, training_batches
 from once.errors import DataError, Interrupted, OnceError
 from once.evaluate import evaluate, evaluation_settings
 from once.model import Recommender, build_recommender
+from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
 from once.runs import BEST, STATE, TEST, Run
 
@@ -121,7 +121,9 @@ class Trainer:
         self.optimizer.zero_grad()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         split = self.data.splits["train"]
-        with self._progress() as progress:
+        with progress_bar(
+            "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.0f} samples/s", console=self.console
+        ) as progress:
             task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss=float("nan"), rate=0.0)
             stream = training_batches(self.samples, self.histories, split.users, negatives, order, train.batch_size)
             for step, batch in enumerate(stream):
@@ -174,19 +176,6 @@ class Trainer:
         metrics = evaluate(self.model, split, **evaluation_settings(self.resolved, self.data, self.device))
         write_json(run.path / TEST, metrics)
         return metrics
-
-    def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[rate]:.0f} samples/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
 
 
 def train(

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from once.data.files import building, cache_root, write_json
 from once.data.tables import Corpus, Impressions, Ragged
 from once.errors import DataError
+from once.progress import tracked
 from once.recipe import ResolvedRecipe
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def _write(
     features: dict[str, torch.Tensor] = {}
     for field, length in text.items():
         matrix = torch.zeros(len(items.ids), length, dtype=torch.int32)
-        for row, value in enumerate(items.text[field]):
+        for row, value in tracked(enumerate(items.text[field]), len(items.ids), f"tokenizing {field}"):
             ids = tokenizer.encode(value)[:length] if row else []
             if ids:
                 matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)

@@ -1,0 +1,34 @@
+"""Progress bars on stderr: what is running, how far along, how fast, how long to go."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+T = TypeVar("T")
+
+
+def progress_bar(*fields: str, console: Console | None = None) -> Progress:
+    """A transient bar; `fields` are extra rich format strings over `task.fields` (e.g. a running loss)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *(TextColumn(field) for field in fields),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=True,
+    )
+
+
+def tracked(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    """Iterate `items` under a progress bar."""
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
