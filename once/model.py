@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from once.data.prepare import PreparedData
+from once.errors import RecipeError
 from once.recipe import ResolvedRecipe
 
 
@@ -24,6 +25,16 @@ class BuildContext:
     item_clicks: torch.Tensor  # (items,) clicks each item got in the training split
     item_dim: int = 0  # output size of the item encoder
     user_dim: int = 0  # output size of the user encoder
+
+    def require_text(self, field: str, key: str = "model.item.field") -> str:
+        """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
+        if field not in self.text_lengths:
+            raise RecipeError(
+                f"'{field}' is not a tokenized text field",
+                where=key,
+                hint=f"Tokenized fields (recipe items.text): {', '.join(self.text_lengths)}.",
+            )
+        return field
 
 
 class Recommender(nn.Module):

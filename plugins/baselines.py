@@ -13,7 +13,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from once.errors import RecipeError
 from once.hookspecs import hookimpl
 
 
@@ -80,12 +79,7 @@ class OverlapItems(nn.Module):
 
     def __init__(self, options: OverlapOptions, context) -> None:
         super().__init__()
-        if options.field not in context.text_lengths:
-            raise RecipeError(
-                f"the overlap baseline compares the text field '{options.field}', which is not tokenized",
-                where="model.item.field",
-                hint=f"Tokenized fields (recipe items.text): {', '.join(context.text_lengths)}.",
-            )
+        context.require_text(options.field)
         self.field, self.vocab_size = options.field, context.vocab_size
         presence = self.presence(context.item_features[options.field][1:])  # row 0 is the padding item
         items = max(len(presence), 1)

@@ -54,12 +54,7 @@ def register_user_encoders(register):
 class LsturItemEncoder(nn.Module):
     def __init__(self, options: LsturItemOptions, context) -> None:
         super().__init__()
-        if options.field not in context.text_lengths:
-            raise RecipeError(
-                f"LSTUR encodes the text field '{options.field}', which is not tokenized",
-                where="model.item.field",
-                hint=f"Tokenized fields (recipe items.text): {', '.join(context.text_lengths)}.",
-            )
+        context.require_text(options.field)
         self.field = options.field
         self.category_fields = [c for c in options.categories if c in context.category_sizes]
         self.embedding = word_embedding(

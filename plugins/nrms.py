@@ -10,7 +10,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from once.errors import RecipeError
 from once.hookspecs import hookimpl
 from once.nn import AdditiveAttention, MultiHeadSelfAttention, word_embedding
 
@@ -45,12 +44,7 @@ def register_user_encoders(register):
 class NrmsItemEncoder(nn.Module):
     def __init__(self, options: NrmsItemOptions, context) -> None:
         super().__init__()
-        if options.field not in context.text_lengths:
-            raise RecipeError(
-                f"NRMS encodes the text field '{options.field}', which is not tokenized",
-                where="model.item.field",
-                hint=f"Tokenized fields (recipe items.text): {', '.join(context.text_lengths)}.",
-            )
+        context.require_text(options.field)
         self.field = options.field
         self.embedding = word_embedding(
             context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"

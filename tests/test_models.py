@@ -141,3 +141,12 @@ def test_popularity_baseline_ranks_by_training_clicks():
     user = users(vectors.unsqueeze(0), torch.ones(1, ITEMS, dtype=torch.bool), torch.tensor([0]))
     scores = vectors @ user[0]
     assert scores.argsort(descending=True)[:3].tolist() == [4, 1, 5]
+
+
+@pytest.mark.parametrize("name", ["nrms", "lstur", "overlap"])
+def test_encoding_a_field_that_is_not_tokenized_names_the_recipe_key(name):
+    from once.errors import RecipeError
+
+    with pytest.raises(RecipeError) as error:
+        build("item_encoder", name, field="body")
+    assert error.value.where == "model.item.field" and "title, abstract" in error.value.hint
