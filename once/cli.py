@@ -37,7 +37,7 @@ def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], extra: d
         table.add_column(metric.upper(), justify="right")
     for i, (label, metrics) in enumerate(rows):
         cells = [values[i] for values in (extra or {}).values()]
-        table.add_row(label, *cells, *(f"{metrics.get(m, float('nan')):.4f}" for m in METRICS))
+        table.add_row(label, *cells, *(f"{metrics[m]:.4f}" if m in metrics else "-" for m in METRICS))
     return table
 
 
@@ -234,18 +234,21 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         users_file: Annotated[Path | None, typer.Option("--users", help="File of user ids, one per line.")] = None,
         top: Annotated[int, typer.Option(min=1)] = 10,
         candidates: Annotated[Path | None, typer.Option(help="Rank only these item ids (a file).")] = None,
-        include_history: Annotated[bool, typer.Option(help="Also rank items the user already clicked.")] = False,
+        include_history: Annotated[
+            bool, typer.Option(help="Also rank items already in the user's history or clicked.")
+        ] = False,
         out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of tables.")] = None,
     ):
         """Rank items for users with a trained model."""
         import json
 
-        from once.data.files import write_atomic
+        from once.data.files import read_text, write_atomic
         from once.serve import TrainedModel
 
         wanted = list(user or [])
         if users_file:
-            wanted += [line.strip() for line in users_file.read_text(encoding="utf8").splitlines() if line.strip()]
+            wanted += [line.strip() for line in read_text(users_file).splitlines() if line.strip()]
+        wanted = list(dict.fromkeys(wanted))  # each user once, in the order given
         if not wanted:
             raise OnceError("name at least one user", hint="Use --user UID or --users FILE.")
         trained = TrainedModel(run_dir, registry)

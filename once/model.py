@@ -17,6 +17,7 @@ class BuildContext:
     """What a part may need to know about the data and the parts before it when it is built."""
 
     vocab_size: int
+    special_ids: tuple[int, ...]  # token ids that stand for no word (padding, unknown)
     word_vectors: torch.Tensor | None
     text_lengths: dict[str, int]  # tokenized text fields -> tokens per item
     category_sizes: dict[str, int]  # category fields -> number of values (0 = none)
@@ -95,6 +96,7 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     """Instantiate the recipe's item encoder, user encoder and predictor for this data."""
     context = BuildContext(
         vocab_size=data.vocab_size,
+        special_ids=data.special_ids,
         word_vectors=data.word_vectors,
         text_lengths=data.text_lengths,
         category_sizes=data.category_sizes,

@@ -13,6 +13,8 @@ from once.errors import RecipeError
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax over positions where `mask` is true; masked positions get exactly 0, an all-masked row all zeros."""
     scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    # an all-masked row softmaxes to uniform weights; multiplying by the mask makes them zero, which keeps
+    # empty histories (and items with no text) finite and exactly zero
     return torch.softmax(scores, dim=dim) * mask
 
 

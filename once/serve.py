@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from once.checkpoint import load_model, save_tensors
-from once.data.files import write_json
+from once.data.files import read_text, write_json
 from once.data.prepare import PreparedData, prepare
 from once.errors import DataError, OnceError, closest
 from once.evaluate import encode_all_items
@@ -60,6 +60,7 @@ class TrainedModel:
         self.item_index = {item: i for i, item in enumerate(self.data.item_ids) if i}
         self.user_lookup = {user: i for i, user in enumerate(self.data.users) if i}
         self._latest = self._latest_histories()
+        self._clicked = self._clicked_items()
 
     def _latest_histories(self) -> dict[int, tuple[str, int]]:
         """User index -> (split, impression row) of the user's most recent impression (test > dev > train)."""
@@ -69,6 +70,24 @@ class TrainedModel:
             if split is not None:
                 latest.update({int(user): (name, row) for row, user in enumerate(split.user_ids)})
         return latest
+
+    def _clicked_items(self) -> dict[int, np.ndarray]:
+        """User index -> every item the user clicked in any impression (MIND histories leave these out)."""
+        users, items = [], []
+        for split in self.data.splits.values():
+            clicked = split.labels.values == 1
+            owner = np.repeat(split.user_ids, split.candidates.lengths)
+            users.append(owner[clicked])
+            items.append(split.candidates.values[clicked])
+        users, items = np.concatenate(users), np.concatenate(items)
+        order = np.argsort(users, kind="stable")
+        users, items = users[order], items[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.array([], dtype=int)
+        return {int(users[s]): part for s, part in zip(starts, np.split(items, starts[1:]), strict=True)}
+
+    def seen(self, user: int) -> np.ndarray:
+        """Items a user already has: the latest history and every click."""
+        return np.concatenate([self.history(user), self._clicked.get(user, np.zeros(0, dtype=np.int64))])
 
     def user_index(self, user: str) -> int:
         index = self.user_lookup.get(user)
@@ -102,16 +121,16 @@ class TrainedModel:
         return torch.cat(parts) if parts else torch.zeros(0, self.model.user_encoder.dim)
 
     def candidates_from_file(self, path: Path) -> list[int]:
-        """Item indices listed in a file, whitespace-separated, one or more per line."""
+        """Item indices listed in a file, whitespace-separated, one or more per line; repeats count once."""
         found = []
-        for number, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1):
+        for number, line in enumerate(read_text(path).splitlines(), 1):
             for item in line.split():
                 if item not in self.item_index:
                     raise DataError(f"unknown item id '{item}'", where=f"{path}:{number}")
                 found.append(self.item_index[item])
         if not found:
             raise DataError("no item ids in the candidate file", where=str(path))
-        return found
+        return list(dict.fromkeys(found))  # each candidate once, in file order
 
     @torch.no_grad()
     def recommend(
@@ -125,7 +144,7 @@ class TrainedModel:
         for user, index, vector in zip(users, indices, vectors, strict=True):
             scores = self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
             if not include_history:
-                seen = torch.from_numpy(self.history(index)).to(self.device)
+                seen = torch.from_numpy(self.seen(index)).to(self.device)
                 scores = scores.masked_fill(torch.isin(pool, seen), float("-inf"))
             best = scores.topk(min(top, len(pool)))
             results[user] = [

@@ -81,20 +81,20 @@ class OverlapItems(nn.Module):
         super().__init__()
         context.require_text(options.field)
         self.field, self.vocab_size = options.field, context.vocab_size
-        presence = self.presence(context.item_features[options.field][1:])  # row 0 is the padding item
-        items = max(len(presence), 1)
-        frequency = presence.sum(0).clamp(min=1)
-        self.register_buffer("weights", torch.log(items / frequency).clamp(min=0).sqrt())
+        tokens = context.item_features[options.field][1:].sort(dim=1).values  # row 0 is the padding item
+        first = torch.ones_like(tokens, dtype=torch.bool)
+        first[:, 1:] = tokens[:, 1:] != tokens[:, :-1]  # count each word once per item
+        frequency = torch.bincount(tokens[first], minlength=self.vocab_size).float().clamp(min=1)
+        weights = torch.log(max(len(tokens), 1) / frequency).clamp(min=0).sqrt()
+        weights[list(context.special_ids)] = 0  # padding and unknown words are no words to share
+        self.register_buffer("weights", weights)
         self.dim = context.vocab_size
 
-    def presence(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = features[self.field]
         present = torch.zeros(len(tokens), self.vocab_size, device=tokens.device)
         present.scatter_(1, tokens, 1.0)
-        present[:, 0] = 0  # padding is no word
-        return present
-
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.presence(features[self.field]) * self.weights
+        return present * self.weights
 
 
 class MeanUser(nn.Module):

@@ -92,6 +92,7 @@ class LsturUserEncoder(nn.Module):
             if hidden < 1:
                 raise RecipeError(f"user_dim must be below the item size {item_dim}", where="model.user.user_dim")
         self.users = nn.Embedding(context.num_users, user_dim, padding_idx=0)  # 0 = unseen user: zeros
+        nn.init.zeros_(self.users.weight)  # as the reference implementation: a GRU state lives in (-1, 1)
         self.gru = nn.GRU(item_dim, hidden, batch_first=True)
         self.dim = item_dim
 

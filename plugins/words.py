@@ -36,6 +36,8 @@ def split_words(text: str) -> list[str]:
 class WordsTokenizer:
     """Word-level tokenizer; id 0 is padding, id 1 unknown words."""
 
+    special_ids = (0, 1)
+
     def __init__(self, options: WordsOptions, context: object = None) -> None:
         self.options = options
         self.vocab: dict[str, int] = {PAD: 0, UNKNOWN: 1}

@@ -15,7 +15,9 @@ ITEM_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "item_encod
 USER_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "user_encoder")
 ITEMS = 6
 generator = torch.Generator().manual_seed(0)
-TITLES = torch.tensor([[0, 0, 0, 0], [5, 9, 3, 0], [7, 0, 0, 0], [4, 4, 8, 2], [6, 3, 0, 0], [2, 11, 0, 0]])
+TITLES = torch.tensor(
+    [[0, 0, 0, 0], [5, 9, 3, 0], [7, 1, 0, 0], [4, 4, 8, 2], [6, 3, 0, 0], [2, 11, 1, 0]]
+)  # 1: unknown
 ABSTRACTS = torch.tensor([[0, 0, 0], [12, 13, 14], [0, 0, 0], [15, 0, 0], [16, 17, 0], [0, 0, 0]])
 FEATURES = {
     "item": torch.arange(ITEMS),
@@ -26,6 +28,7 @@ FEATURES = {
 }
 CONTEXT = BuildContext(
     vocab_size=20,
+    special_ids=(0, 1),
     word_vectors=None,
     text_lengths={"title": 4, "abstract": 3},
     category_sizes={"category": 4, "subcategory": 5},
@@ -129,6 +132,7 @@ def test_overlap_baseline_sums_the_idf_of_shared_words():
     scores = vectors[[3, 4, 5]] @ user[0]
     df = {w: sum(int(w in row.tolist()) for row in TITLES[1:]) for w in range(1, 20)}
     idf = {w: torch.log(torch.tensor(5.0 / max(df[w], 1))).item() for w in df}
+    idf[1] = 0.0  # id 1 is the unknown word: not a word two texts can share
     history_words = {5, 9, 3, 7}
     expected = [sum(idf[w] for w in set(TITLES[i].tolist()) & history_words) for i in (3, 4, 5)]
     torch.testing.assert_close(scores, torch.tensor(expected), rtol=1e-5, atol=1e-6)

@@ -40,13 +40,16 @@ def test_recommendations_are_the_models_best_unseen_items(trained):
     with torch.no_grad():
         full = trained.model(history_tensor, torch.tensor([items]), users)[0]
     torch.testing.assert_close(full, torch.tensor(scores), rtol=1e-5, atol=1e-5)
+    clicked = trained.seen(trained.user_index(user))
+    assert set(clicked.tolist()) > history  # clicks in impressions are more than the history
+    assert not set(clicked.tolist()) & set(items)  # nothing the user clicked is recommended again
     everything = trained.recommend([user], top=trained.data.num_items, include_history=True)[user]
     assert len(everything) == trained.data.num_items - 1 and max(r.score for r in everything) >= scores[0]
 
 
 def test_candidates_file_and_errors(trained, tmp_path):
     file = tmp_path / "candidates.txt"
-    file.write_text("D5 D7\nD9\n")
+    file.write_text("D5 D7\nD9 D5\n")  # a repeat counts once
     pool = trained.candidates_from_file(file)
     user = trained.data.users[3]
     recommended = trained.recommend([user], top=10, candidates=pool, include_history=True)[user]

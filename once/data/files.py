@@ -17,6 +17,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("ONCE_CACHE") or Path.home() / ".cache" / "once").expanduser()
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file the user named; anything else is an error naming the file."""
+    from once.errors import DataError
+
+    try:
+        return path.read_text(encoding="utf8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"not UTF-8 text ({error.reason} at byte {error.start})", where=str(path)) from None
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file through a temporary sibling and a rename, so readers see the old or the new file, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)

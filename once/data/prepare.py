@@ -25,13 +25,14 @@ from once.progress import tracked
 from once.recipe import ResolvedRecipe
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class Tokenizer(Protocol):
     """What a tokenizer plugin's implementation returns."""
 
     vocab_size: int
+    special_ids: tuple[int, ...]  # ids that stand for no word (padding 0, unknown, ...)
 
     def fingerprint(self) -> str:
         """Identifies files the tokenizer reads (e.g. word vectors), so the cache is rebuilt when they change."""
@@ -83,6 +84,7 @@ class PreparedData:
     titles: list[str]  # each item's title (or first text field), for showing recommendations
     splits: dict[str, Split]
     vocab_size: int
+    special_ids: tuple[int, ...]
     tokenizer_state: dict
     word_vectors: torch.Tensor | None
     notes: list[str]
@@ -171,6 +173,7 @@ def _write(
             "titles": items.text["title" if "title" in items.text else next(iter(items.text))],
             "impression_ids": {name: imps.impression_ids for name, imps in corpus.splits.items()},
             "vocab_size": tokenizer.vocab_size,
+            "special_ids": list(tokenizer.special_ids),
             "tokenizer": tokenizer.state(),
             "notes": corpus.notes,
         },
@@ -217,6 +220,7 @@ def _read(folder: Path, key: str) -> PreparedData:
         titles=meta["titles"],
         splits=splits,
         vocab_size=meta["vocab_size"],
+        special_ids=tuple(meta["special_ids"]),
         tokenizer_state=meta["tokenizer"],
         word_vectors=load_file(str(vectors_file))["vectors"] if vectors_file.exists() else None,
         notes=meta["notes"],
