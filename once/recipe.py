@@ -20,8 +20,9 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo
 
+from once.data.files import read_text
 from once.errors import PluginError, RecipeError, closest
-from once.registry import Part, Registry
+from once.registry import Part, Registry, load_registry
 
 DEMO_RECIPE = "demo"
 
@@ -153,10 +154,7 @@ def read_recipe_text(source: str | Path) -> tuple[str, str, Path | None]:
     """(text, label, folder) of a recipe file, or of a built-in recipe given by name."""
     path = Path(source)
     if path.is_file():
-        try:
-            return path.read_text(encoding="utf8"), str(path), path.resolve().parent
-        except UnicodeDecodeError as error:
-            raise RecipeError(f"not UTF-8 text ({error.reason} at byte {error.start})", where=str(path)) from None
+        return read_text(path), str(path), path.resolve().parent
     builtins = builtin_recipes()
     if str(source) in builtins:
         return builtins[str(source)].read_text(encoding="utf8"), f"built-in recipe '{source}'", None
@@ -213,8 +211,6 @@ def resolve_recipe(
     base_dir: Path | None = None,
     name: str = "recipe",
 ) -> ResolvedRecipe:
-    from once.registry import load_registry
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from once.errors import DataError
+
 
 def cache_root() -> Path:
     """`$ONCE_CACHE`, else `~/.cache/once`: generated corpora and tokenized data live here."""
@@ -19,8 +21,6 @@ def cache_root() -> Path:
 
 def read_text(path: Path) -> str:
     """A UTF-8 text file the user named; anything else is an error naming the file."""
-    from once.errors import DataError
-
     try:
         return path.read_text(encoding="utf8")
     except UnicodeDecodeError as error:
