@@ -29,8 +29,31 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise OnceError(f"damaged checkpoint: {error}", where=str(path)) from None
 
 
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes: trainable parameters and persistent buffers.
+
+    Frozen parameters (a pretrained language model's weights) are not saved: building the model from its recipe
+    loads them again, so a checkpoint of a LoRA-tuned 7B encoder holds megabytes, not gigabytes.
+    """
+    persistent = model.state_dict(keep_vars=True).keys()
+    state = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    state.update((name, b) for name, b in model.named_buffers() if name in persistent)
+    return state
+
+
+def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load what `model_state` saved; RuntimeError if names or shapes differ."""
+    expected = model_state(model).keys()
+    missing, unexpected = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"missing {', '.join(missing[:3]) or 'nothing'}; unexpected {', '.join(unexpected[:3]) or 'nothing'}"
+        )
+    model.load_state_dict(tensors, strict=False)
+
+
 def save_model(path: Path, model: torch.nn.Module) -> None:
-    save_tensors(path, model.state_dict())
+    save_tensors(path, model_state(model))
 
 
 def load_model(path: Path, model: torch.nn.Module) -> None:
@@ -39,7 +62,7 @@ def load_model(path: Path, model: torch.nn.Module) -> None:
         raise OnceError("checkpoint not found", where=str(path), hint="Was the run interrupted before its first epoch?")
     tensors, _ = load_tensors(path)
     try:
-        model.load_state_dict(tensors)
+        load_model_state(model, tensors)
     except RuntimeError as error:
         raise OnceError(
             f"the checkpoint does not fit the model its recipe builds: {str(error).splitlines()[0]}",
@@ -56,7 +79,7 @@ def save_training_state(
     trainer: dict[str, Any],
 ) -> None:
     """Everything a resumed run needs: weights, optimizer moments, scheduler and trainer bookkeeping."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model_state(model).items()}
     optimizer_state = optimizer.state_dict()
     plain_state: dict[str, dict[str, Any]] = {}
     for param, values in optimizer_state["state"].items():
@@ -82,7 +105,7 @@ def load_training_state(
 ) -> dict[str, Any]:
     """Restore what `save_training_state` wrote; returns the trainer bookkeeping."""
     tensors, metadata = load_tensors(path)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    load_model_state(model, {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, Any]] = {
         int(param): dict(values) for param, values in metadata["optimizer"]["state"].items()
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,6 +89,32 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         if result.test:
             out.print(metrics_table("test (best dev epoch)", [("test", result.test)]))
         out.print(f"run directory: [bold]{result.run.path}[/]")
+
+    @app.command()
+    def cache(
+        recipe: Annotated[str, typer.Argument(help="Recipe file or built-in recipe name.")],
+        set_: Overrides = None,
+        shard_items: Annotated[int, typer.Option(min=1, help="Items per shard file (a new cache only).")] = 4096,
+    ):
+        """Run the frozen layers of the recipe's LM item encoder over every item and store their hidden states."""
+        from once.data.prepare import prepare
+        from once.model import build_recommender
+        from once.states import build_cache
+        from once.train import pick_device
+
+        resolved = load_recipe(recipe, registry, set_)
+        data = prepare(resolved)
+        device = pick_device(resolved.recipe.device)
+        model = build_recommender(resolved, data).to(device)
+        started = time.perf_counter()
+        states = build_cache(
+            model, data, batch_size=resolved.recipe.eval.batch_size, device=device, shard_items=shard_items
+        )
+        size = sum(f.stat().st_size for f in states.folder.iterdir()) / 2**20
+        out.print(
+            f"cached hidden states of {data.num_items} items ({len(states.shards)} shards, {size:.1f} MB) "
+            f"in {states.folder} ({time.perf_counter() - started:.1f} s)"
+        )
 
     @app.command("eval")
     def evaluate_run(

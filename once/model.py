@@ -24,6 +24,7 @@ class BuildContext:
     num_users: int  # users seen in training, plus the unknown user 0
     item_features: dict[str, torch.Tensor]  # the tokenized item table (statistics for training-free baselines)
     item_clicks: torch.Tensor  # (items,) clicks each item got in the training split
+    tokenizer: dict  # the tokenizer's state (a transformers tokenizer names its checkpoint here)
     item_dim: int = 0  # output size of the item encoder
     user_dim: int = 0  # output size of the user encoder
 
@@ -61,6 +62,10 @@ class Recommender(nn.Module):
 
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
         """(n,) item indices -> (n, item_dim)."""
+        return self.item_encoder(self.item_features(items))
+
+    def item_features(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the item encoder reads for (n,) item indices: their fields, and the indices as "item"."""
         features = {"item": items}
         for field in self.fields:
             values = getattr(self, f"feature_{field}")[items]
@@ -68,7 +73,7 @@ class Recommender(nn.Module):
                 used = (values != 0).any(0).nonzero()
                 values = values[:, : int(used.max()) + 1 if len(used) else 1]
             features[field] = values
-        return self.item_encoder(features)
+        return features
 
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history, item_dim) vectors of the (batch, history) item indices -> (batch, user_dim)."""
@@ -103,6 +108,7 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
         num_users=data.known_users,
         item_features=data.features,
         item_clicks=item_clicks(data),
+        tokenizer=data.tokenizer_state,
     )
     item_encoder = resolved.build("model", "item", context=context)
     context = replace(context, item_dim=item_encoder.dim)
@@ -110,3 +116,20 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     context = replace(context, user_dim=user_encoder.dim)
     predictor = resolved.build("model", "predictor", context=context)
     return Recommender(item_encoder, user_encoder, predictor, data.features)
+
+
+def parameter_groups(model: nn.Module, lr: float) -> list[dict]:
+    """Trainable parameters grouped by learning rate, for the optimizer.
+
+    A part may set `learning_rates = {submodule name: lr}` to train some of its submodules at their own rate
+    (a pretrained language model tuned more gently than the layers on top of it); the rest use `lr`.
+    """
+    rates: dict[int, float] = {}
+    for module in model.modules():
+        for name, rate in getattr(module, "learning_rates", {}).items():
+            rates.update((id(p), rate) for p in module.get_submodule(name).parameters())
+    groups: dict[float, list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault(rates.get(id(p), lr), []).append(p)
+    return [{"params": params, "lr": rate} for rate, params in groups.items()]

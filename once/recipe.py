@@ -12,13 +12,23 @@ import importlib.metadata
 import importlib.resources
 import json
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+)
 
 from once.data.files import read_text
 from once.errors import PluginError, RecipeError, closest
@@ -60,9 +70,28 @@ class PluginChoice(BaseModel):
         return dict(self.model_extra or {})
 
 
+def _check_template(template: str) -> str:
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is not None and (not field.isidentifier() or spec or conversion):
+            raise ValueError(f"'{{{field}}}' is not a plain field name: write {{title}}, {{category}}, ...")
+    return template
+
+
+Template = Annotated[str, AfterValidator(_check_template)]
+
+
+def template_fields(template: str) -> list[str]:
+    """The item fields a prompt template names, in order."""
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
+
+
 class ItemsSection(Strict):
     text: dict[str, PositiveInt] = Field(default_factory=lambda: {"title": 30}, description="text field -> max tokens")
     categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
+    templates: dict[str, Template] = Field(
+        default_factory=dict,
+        description="new text fields written from other fields, e.g. prompt: 'news article: {title} ({category})'",
+    )
 
 
 class ModelSection(Strict):

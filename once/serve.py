@@ -17,6 +17,7 @@ from once.model import Recommender, build_recommender
 from once.recipe import ResolvedRecipe
 from once.registry import Registry
 from once.runs import BEST, Run
+from once.states import attach_cache
 from once.train import pick_device
 
 
@@ -44,6 +45,7 @@ def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
     data = prepare(resolved)
     device = pick_device(resolved.recipe.device)
     model = build_recommender(resolved, data).to(device)
+    attach_cache(model, data, build=False, batch_size=resolved.recipe.eval.batch_size, device=device)
     load_model(run.path / BEST, model)
     return LoadedRun(run, resolved, data, model.eval(), device)
 

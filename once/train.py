@@ -20,10 +20,11 @@ from once.data.prepare import PreparedData, prepare
 from once.data.sampling import TrainingSamples, training_batches
 from once.errors import DataError, Interrupted, OnceError
 from once.evaluate import evaluate, evaluation_settings
-from once.model import Recommender, build_recommender
+from once.model import Recommender, build_recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
 from once.runs import BEST, STATE, TEST, Run
+from once.states import attach_cache
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -70,11 +71,12 @@ class Trainer:
             raise DataError("the dev split has no labeled clicks, so epochs cannot be compared or stopped early")
         torch.manual_seed(self.recipe.seed)
         self.model: Recommender = build_recommender(resolved, data).to(self.device)
+        attach_cache(self.model, data, build=True, batch_size=resolved.recipe.eval.batch_size, device=self.device)
         train = self.recipe.train
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        if not parameters and train.epochs:
+        groups = parameter_groups(self.model, train.lr)
+        if not groups and train.epochs:
             raise OnceError("this model has no trainable parameters", where="train.epochs", hint="Set train.epochs: 0.")
-        self.optimizer = torch.optim.Adam(parameters or [torch.zeros(0)], lr=train.lr, weight_decay=train.weight_decay)
+        self.optimizer = torch.optim.Adam(groups or [torch.zeros(0)], lr=train.lr, weight_decay=train.weight_decay)
         warmup = train.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0

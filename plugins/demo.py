@@ -11,12 +11,12 @@ import json
 import random
 from pathlib import Path
 
-from once_plugins.mind import read_mind
 from pydantic import BaseModel, ConfigDict, Field
 
 from once.data.files import building, cache_root
 from once.data.tables import Corpus
 from once.hookspecs import hookimpl
+from once_plugins.mind import read_mind
 
 GENERATOR_VERSION = 1
 TOPICS: dict[str, list[str]] = {

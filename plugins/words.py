@@ -61,8 +61,8 @@ class WordsTokenizer:
         stat = path.stat()
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
-    def encode(self, text: str) -> list[int]:
-        return [self.vocab.get(word, 1) for word in split_words(text)]
+    def encode(self, text: str, max_tokens: int) -> list[int]:
+        return [self.vocab.get(word, 1) for word in split_words(text)[:max_tokens]]
 
     def state(self) -> dict:
         return {"vocab": list(self.vocab)}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from once.recipe import load_recipe
 from once.registry import load_registry
@@ -49,3 +50,12 @@ def tiny(registry):
         return load_recipe("demo", registry, [*TINY, *overrides])
 
     return resolve
+
+
+@pytest.fixture
+def one_thread():
+    """Multi-threaded CPU kernels may sum floats in a different order from run to run; one thread never does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,9 +3,9 @@ import logging
 import numpy as np
 import pytest
 from mind_files import BEHAVIORS, NEWS, write_mind
-from once_plugins.mind import read_mind
 
 from once.errors import DataError
+from once_plugins.mind import read_mind
 
 
 def test_reads_items_and_impressions(tmp_path):

@@ -35,6 +35,7 @@ CONTEXT = BuildContext(
     num_users=3,
     item_features={"title": TITLES, "abstract": ABSTRACTS},
     item_clicks=torch.tensor([0.0, 3, 1, 0, 7, 2]),
+    tokenizer={},
     item_dim=32,
 )
 

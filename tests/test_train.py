@@ -92,15 +92,6 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     assert len(draws) > 1  # drawn at random, not the first three
 
 
-@pytest.fixture
-def one_thread():
-    """Multi-threaded CPU kernels may sum floats in a different order from run to run; one thread never does."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry, one_thread):
     resolved = load_recipe("demo", registry, [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5"])
     whole = train(resolved, runs_root=tmp_path / "whole")

@@ -19,13 +19,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from once.data.files import building, cache_root, write_json
-from once.data.tables import Corpus, Impressions, Ragged
+from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
 from once.progress import tracked
-from once.recipe import ResolvedRecipe
+from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class Tokenizer(Protocol):
@@ -40,8 +40,8 @@ class Tokenizer(Protocol):
     def fit(self, texts: Iterable[str]) -> None:
         """Build the vocabulary from the training items' texts."""
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of one text; 0 is reserved for padding."""
+    def encode(self, text: str, max_tokens: int) -> list[int]:
+        """At most `max_tokens` token ids of one text; 0 is reserved for padding."""
 
     def state(self) -> dict:
         """JSON-able state (the vocabulary), kept with the cache."""
@@ -114,14 +114,35 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
         log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
         corpus = dataset.read()
         with building(folder) as tmp:
-            _write(tmp, corpus, tokenizer, recipe.items.text, recipe.items.categories, identity)
+            _write(tmp, corpus, tokenizer, recipe.items, identity)
     return _read(folder, key)
 
 
-def _write(
-    folder: Path, corpus: Corpus, tokenizer: Tokenizer, text: dict[str, int], categories: list[str], identity
-) -> None:
+def _fill_template(items: Items, name: str, template: str) -> list[str]:
+    """The text of a templated field for every item (row 0, the padding item, stays empty)."""
+    if name in items.text or name in items.categories:
+        raise DataError(
+            f"recipe items.templates.{name}: the dataset already has a field '{name}'",
+            hint="Give the templated field a new name, e.g. 'prompt'.",
+        )
+    columns = {**items.categories, **items.text}
+    fields = template_fields(template)
+    for field in fields:
+        if field not in columns:
+            raise DataError(
+                f"recipe items.templates.{name} names the field '{field}', which this dataset does not have",
+                hint=f"Fields: {', '.join(columns)}.",
+            )
+    values = [template.format_map({f: columns[f][row] for f in fields}) for row in range(len(items.ids))]
+    values[0] = ""
+    return values
+
+
+def _write(folder: Path, corpus: Corpus, tokenizer: Tokenizer, items_section: ItemsSection, identity) -> None:
+    text, categories, templates = items_section.text, items_section.categories, items_section.templates
     items = corpus.items
+    for name, template in templates.items():
+        items.text[name] = _fill_template(items, name, template)
     for field in text:
         if field not in items.text:
             raise DataError(
@@ -140,7 +161,7 @@ def _write(
     for field, length in text.items():
         matrix = torch.zeros(len(items.ids), length, dtype=torch.int32)
         for row, value in tracked(enumerate(items.text[field]), len(items.ids), f"tokenizing {field}"):
-            ids = tokenizer.encode(value)[:length] if row else []
+            ids = tokenizer.encode(value, length)[:length] if row else []
             if ids:
                 matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
         features[field] = matrix
