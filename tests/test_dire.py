@@ -92,6 +92,18 @@ def test_cached_states_and_top_layers_equal_the_full_forward(dire, family, tune_
     assert cached_vectors.std(0).mean() > 1e-3  # items differ
 
 
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_trailing_padding_does_not_change_item_vectors(dire, family):
+    resolved = dire(family)
+    model = build_recommender(resolved, prepare(resolved)).eval()
+    features = model.item_features(torch.arange(0, 20))  # item 0 is the padding item: no tokens at all
+    padded = {**features, "prompt": torch.nn.functional.pad(features["prompt"], (0, 7))}
+    with torch.no_grad():
+        vectors, padded_vectors = model.item_encoder(features), model.item_encoder(padded)
+    assert torch.isfinite(vectors).all() and not vectors[0].any()
+    assert torch.allclose(vectors, padded_vectors, atol=1e-5)
+
+
 def cache_arrays(folder: Path) -> dict[str, np.ndarray]:
     return {f.name: np.load(f) for f in sorted(folder.glob("states-*.npy"))}
 

@@ -11,7 +11,8 @@ from once.nn import masked_softmax
 from once.registry import load_registry
 
 REGISTRY = load_registry()
-ITEM_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "item_encoder")
+LANGUAGE_MODELS = {"bert", "llama"}  # need a checkpoint on disk: tested in test_dire.py
+ITEM_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "item_encoder" and p.name not in LANGUAGE_MODELS)
 USER_ENCODERS = sorted(p.name for p in REGISTRY.parts() if p.kind == "user_encoder")
 ITEMS = 6
 generator = torch.Generator().manual_seed(0)
