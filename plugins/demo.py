@@ -243,6 +243,15 @@ def _words(rng: random.Random, topic: str, count: int) -> str:
     return " ".join(words).capitalize()
 
 
+def _history_item(rng: random.Random, by_topic: dict[str, list[int]], liked: set[str], items: int) -> int:
+    """Mostly an item of a liked topic, sometimes any item (also when a tiny corpus lacks the topic)."""
+    if rng.random() < 0.85:
+        members = by_topic[rng.choice(sorted(liked))]
+        if members:
+            return rng.choice(members)
+    return rng.randrange(items)
+
+
 def write_demo(out: Path, options: DemoOptions) -> None:
     """Write train/, dev/ and test/ (news.tsv + behaviors.tsv) under `out`."""
     rng = random.Random(options.seed)
@@ -260,17 +269,16 @@ def write_demo(out: Path, options: DemoOptions) -> None:
     impression = 0
     for u in range(options.users):
         liked = set(rng.sample(topics, k=2))
-        history = [
-            rng.choice(by_topic[rng.choice(sorted(liked))]) if rng.random() < 0.85 else rng.randrange(options.items)
-            for _ in range(rng.randint(3, 20))
-        ]
+        history = [_history_item(rng, by_topic, liked, options.items) for _ in range(rng.randint(3, 20))]
         plan = ["train"] * options.impressions + ["dev", "test"]
         for split in plan:
             shown = rng.sample(range(options.items), k=options.candidates)
             clicks = [int(rng.random() < (0.4 if topic_of[i] in liked else 0.03)) for i in shown]
             if not any(clicks):
                 pool = [i for i in by_topic[rng.choice(sorted(liked))] if i not in shown]
-                shown[0], clicks[0] = rng.choice(pool), 1
+                if pool:
+                    shown[0] = rng.choice(pool)
+                clicks[0] = 1  # a tiny corpus may have nothing of that topic left to show
             if all(clicks):
                 clicks[-1] = 0
             impression += 1

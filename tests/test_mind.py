@@ -77,3 +77,15 @@ def test_unknown_ids_can_be_skipped_with_a_counted_warning(tmp_path, caplog):
     assert np.array_equal(train.labels[0], [0, 1])
     assert "skipped 3 unknown item id(s)" in corpus.notes[0]
     assert "skipped 3 unknown item id(s)" in caplog.text
+
+
+def test_a_tiny_demo_corpus_is_complete_even_when_topics_run_out(tmp_path):
+    from once_plugins.demo import DemoOptions, write_demo
+    from once_plugins.mind import read_mind
+
+    write_demo(tmp_path, DemoOptions(items=20, users=50))
+    corpus = read_mind(tmp_path)
+    assert len(corpus.items.ids) == 21  # plus the padding item
+    for name in ("train", "dev", "test"):
+        labels = corpus.splits[name].labels
+        assert all((labels[row] == 1).any() for row in range(len(labels)))  # every impression has a click
