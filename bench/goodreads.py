@@ -62,6 +62,7 @@ def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
         "recipe": recipe,
         "run": str(result.run.path),
         "test": result.test,
+        "test_groups": result.test_groups,
         "dev": [e["dev"] for e in result.epochs],
         "train_impressions_per_s": sum(samples_per_s) / len(samples_per_s) / clicks_per_impression
         if samples_per_s

@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from once.errors import Interrupted, OnceError, RecipeError
+from once.genre.cli import add_genre_commands
 from once.metrics import METRICS
 from once.recipe import (
     DEMO_RECIPE,
@@ -87,7 +88,8 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         losses = {"loss": [f"{r['train_loss']:.4f}" for r in result.epochs]}
         out.print(metrics_table("dev metrics per epoch", rows, losses))
         if result.test:
-            out.print(metrics_table("test (best dev epoch)", [("test", result.test)]))
+            groups = [(f"{name} ({int(m['impressions'])} imp.)", m) for name, m in result.test_groups.items()]
+            out.print(metrics_table("test (best dev epoch)", [("test", result.test), *groups]))
         out.print(f"run directory: [bold]{result.run.path}[/]")
 
     @app.command()
@@ -325,6 +327,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         plot_curves(runs, png)
         out.print(f"dev curves: {png}")
 
+    add_genre_commands(app, registry, out)
     registry.add_commands(app)
     return app
 

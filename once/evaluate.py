@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -82,9 +83,19 @@ def score_split(
 
 def evaluate(model: Recommender, split: Split, **kwargs) -> dict[str, float]:
     """MIND metrics of a labeled split."""
-    scores = score_split(model, split, **kwargs)
-    labels = [split.labels[i] for i in range(len(split))]
-    return mind_metrics(labels, scores)
+    return split_metrics(split, score_split(model, split, **kwargs))
+
+
+def split_metrics(split: Split, scores: list[np.ndarray], rows: Iterable[int] | None = None) -> dict[str, float]:
+    """MIND metrics of the given impressions (all by default) from their scores."""
+    rows = range(len(split)) if rows is None else rows
+    return mind_metrics([split.labels[i] for i in rows], [scores[i] for i in rows])
+
+
+def user_groups(split: Split, cold_history: int) -> dict[str, np.ndarray]:
+    """Impressions of cold users (at most `cold_history` really clicked items before) and of warm users."""
+    cold = split.real_history <= cold_history
+    return {f"cold users (history <= {cold_history})": np.flatnonzero(cold), "warm users": np.flatnonzero(~cold)}
 
 
 def prediction_lines(split: Split, scores: list[np.ndarray]) -> str:

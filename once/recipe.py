@@ -94,6 +94,50 @@ class ItemsSection(Strict):
     )
 
 
+class BackendSection(Strict):
+    """`genre.backend` in a recipe. The API key itself never goes in a recipe: name a variable or a key file."""
+
+    name: Literal["openai", "transformers"] = "openai"
+    model: str = Field("gpt-3.5-turbo", description="model name sent to the endpoint")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; default https://api.openai.com/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    api_key_file: RecipePath | None = Field(None, description="file whose first line is the API key")
+    path: RecipePath | None = Field(None, description="transformers backend: folder of a causal LM checkpoint")
+    gguf_file: str | None = Field(None, description="transformers backend: a GGUF file inside `path`")
+    max_in_flight: int = Field(8, ge=1, description="requests awaiting an answer at once")
+    requests_per_minute: int | None = Field(500, ge=1)
+    tokens_per_minute: int | None = Field(200_000, ge=1, description="prompt + max answer tokens per minute")
+    timeout: float = Field(60, gt=0, description="seconds before a request is abandoned and retried")
+    max_retries: int = Field(6, ge=0, description="further attempts after a transient failure")
+    backoff: float = Field(1.0, gt=0, description="first retry delay in seconds; doubles each attempt, jittered")
+    max_backoff: float = Field(60, gt=0)
+    max_tokens: int = Field(256, ge=1, description="longest answer")
+    temperature: float = Field(0.0, ge=0, le=2)
+    price_prompt: float | None = Field(None, ge=0, description="price per million prompt tokens (dry-run cost)")
+    price_completion: float | None = Field(None, ge=0, description="price per million answer tokens")
+
+
+class GenreSection(Strict):
+    """`genre`: how `once genre` asks an LLM, and where its answers go (not part of the training fingerprint)."""
+
+    backend: BackendSection = BackendSection()
+    out: RecipePath = Field(Path("genre"), description="folder of the <scheme>.jsonl answer files")
+    schemes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="scheme key -> augmenter options; `name` defaults to the key"
+    )
+
+
+class AugmentSection(Strict):
+    """`augment`: GENRE answers merged into the data before tokenizing."""
+
+    summaries: RecipePath | None = Field(None, description="summarize answers: a new item text field")
+    summary_field: str = Field("summary", description="name of that field (use it in items.text or a template)")
+    generated: list[RecipePath] = Field(
+        default_factory=list, description="generate answers: synthetic items appended to cold users' histories"
+    )
+    cold_history: int = Field(5, ge=1, description="users with at most this many history items are cold")
+
+
 class ModelSection(Strict):
     item: PluginChoice
     user: PluginChoice
@@ -133,6 +177,8 @@ class Recipe(Strict):
     model: ModelSection
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+    augment: AugmentSection = AugmentSection()
+    genre: GenreSection = GenreSection()
 
 
 # recipe key -> kind of plugin it names
@@ -143,7 +189,7 @@ SLOTS: dict[tuple[str, ...], str] = {
     ("model", "user"): "user_encoder",
     ("model", "predictor"): "predictor",
 }
-NOT_FINGERPRINTED = ("description", "requires")
+NOT_FINGERPRINTED = ("description", "requires", "genre")
 
 
 @dataclass(frozen=True)

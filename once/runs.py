@@ -17,13 +17,14 @@ from once.recipe import ResolvedRecipe, resolve_recipe
 from once.registry import Registry
 
 RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
-RECIPE, INFO, METRICS, BEST, STATE, TEST = (
+RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS = (
     "recipe.yaml",
     "run.json",
     "metrics.jsonl",
     "best.safetensors",
     "state.safetensors",
     "test_metrics.json",
+    "test_groups.json",  # test metrics of cold and warm users apart
 )
 
 

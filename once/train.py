@@ -19,11 +19,11 @@ from once.data.files import write_json
 from once.data.prepare import PreparedData, prepare
 from once.data.sampling import TrainingSamples, training_batches
 from once.errors import DataError, Interrupted, OnceError
-from once.evaluate import evaluate, evaluation_settings
+from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics, user_groups
 from once.model import Recommender, build_recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
-from once.runs import BEST, STATE, TEST, Run
+from once.runs import BEST, STATE, TEST, TEST_GROUPS, Run
 from once.states import attach_cache
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class TrainResult:
     run: Run
     epochs: list[dict[str, Any]]
     test: dict[str, float] | None
+    test_groups: dict[str, dict[str, float]]  # cold and warm users apart
 
 
 def pick_device(name: str) -> torch.device:
@@ -170,14 +171,22 @@ class Trainer:
         run.write_epochs(self.state["records"])
         save_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
 
-    def test(self, run: Run) -> dict[str, float] | None:
+    def test(self, run: Run) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
+        """Test metrics of the best epoch, and the same for cold and warm users apart (when both are present)."""
         split = self.data.splits.get("test")
         if split is None or not split.labeled:
-            return None
+            return None, {}
         load_model(run.path / BEST, self.model)
-        metrics = evaluate(self.model, split, **evaluation_settings(self.resolved, self.data, self.device))
+        scores = score_split(self.model, split, **evaluation_settings(self.resolved, self.data, self.device))
+        metrics = split_metrics(split, scores)
         write_json(run.path / TEST, metrics)
-        return metrics
+        groups = {}
+        for name, rows in user_groups(split, self.recipe.augment.cold_history).items():
+            if 0 < len(rows) < len(split):
+                groups[name] = {**split_metrics(split, scores, rows), "impressions": len(rows)}
+        if groups:
+            write_json(run.path / TEST_GROUPS, groups)
+        return metrics, groups
 
 
 def train(
@@ -206,4 +215,4 @@ def train(
             where=str(run.path),
             hint=f"Continue with: once train --resume {run.path}",
         ) from None
-    return TrainResult(run, trainer.state["records"], trainer.test(run))
+    return TrainResult(run, trainer.state["records"], *trainer.test(run))

@@ -21,11 +21,12 @@ from safetensors.torch import load_file, save_file
 from once.data.files import building, cache_root, write_json
 from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
+from once.genre.merge import augment, files_fingerprint
 from once.progress import tracked
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 class Tokenizer(Protocol):
@@ -60,6 +61,7 @@ class Split:
     history: Ragged
     candidates: Ragged
     labels: Ragged  # aligned with candidates; -1 = unlabeled
+    real_history: np.ndarray  # history items per impression that the user really clicked (not generated)
 
     def __len__(self) -> int:
         return len(self.impression_ids)
@@ -107,12 +109,14 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
         "tokenizer": resolved.data["tokenizer"],
         "tokenizer_files": tokenizer.fingerprint(),
         "items": resolved.data["items"],
+        "augment": resolved.data["augment"],
+        "augment_files": files_fingerprint(recipe.augment),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     folder = cache_root() / "tokenized" / key
     if not (folder / "meta.json").exists():
         log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
-        corpus = dataset.read()
+        corpus = augment(dataset.read(), recipe.augment)
         with building(folder) as tmp:
             _write(tmp, corpus, tokenizer, recipe.items, identity)
     return _read(folder, key)
@@ -209,6 +213,7 @@ def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int
         "candidates.values": impressions.candidates.values,
         "candidates.offsets": impressions.candidates.offsets,
         "labels.values": impressions.labels.values.astype(np.int8),
+        "real_history": impressions.history.lengths - (0 if impressions.synthetic is None else impressions.synthetic),
     }
     save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, str(path))
 
@@ -228,6 +233,7 @@ def _read(folder: Path, key: str) -> PreparedData:
             Ragged(t["history.values"], t["history.offsets"]),
             candidates,
             Ragged(t["labels.values"], candidates.offsets),
+            t["real_history"],
         )
     return PreparedData(
         key=key,

@@ -76,6 +76,7 @@ class Impressions:
     history: Ragged  # item indices, oldest first
     candidates: Ragged  # item indices
     labels: Ragged  # 1 clicked, 0 not, -1 unlabeled (e.g. the MIND-large test split)
+    synthetic: np.ndarray | None = None  # per impression: generated items appended to the history (GENRE)
 
     def __len__(self) -> int:
         return len(self.impression_ids)

@@ -1,0 +1,100 @@
+"""`once genre SCHEME RECIPE`: plan the requests of one scheme, estimate them, or send them and record answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from once.errors import PluginError, RecipeError
+from once.genre.backends import make_backend
+from once.genre.runner import Report, Request, Scheme, SchemeContext, estimate_tokens, run_requests
+from once.genre.store import RecordStore
+from once.recipe import GenreSection, ResolvedRecipe, validation_error
+from once.registry import Registry
+
+
+@dataclass
+class Plan:
+    key: str
+    scheme: Scheme
+    store: RecordStore
+    total: int  # requests the scheme makes for this data
+    pending: list[Request]  # the ones not answered yet (or failed, with retry_failed)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(estimate_tokens(r.messages) for r in self.pending)
+
+
+def answers_path(section: GenreSection, key: str) -> Path:
+    return section.out / f"{key}.jsonl"
+
+
+def build_scheme(section: GenreSection, key: str, registry: Registry) -> Scheme:
+    """The augmenter that `genre.schemes.KEY` names (the key itself when the recipe does not list it)."""
+    choice = dict(section.schemes.get(key) or {})
+    name = choice.pop("name", key)
+    try:
+        part = registry.get("augmenter", name)
+    except PluginError as error:
+        raise RecipeError(f"genre.schemes.{key}: {error.message}", hint=error.hint) from None
+    try:
+        options = part.options.model_validate(choice)
+    except ValidationError as error:
+        raise validation_error(error, part.options, ("genre", "schemes", key), "recipe") from None
+    return part.implementation(options, SchemeContext(key))
+
+
+def plan(
+    resolved: ResolvedRecipe, key: str, registry: Registry, *, retry_failed: bool = False, limit: int | None = None
+) -> Plan:
+    section = resolved.recipe.genre
+    scheme = build_scheme(section, key, registry)
+    corpus = resolved.build("dataset").read()
+
+    def outputs(other: str) -> dict[str, Any]:
+        path = answers_path(section, other)
+        if not path.exists():
+            raise RecipeError(
+                f"the chained scheme '{other}' has no answers yet",
+                where=str(path),
+                hint=f"Run `once genre {other}` first.",
+            )
+        return RecordStore(path).values()
+
+    requests = scheme.requests(corpus, outputs)
+    store = RecordStore(answers_path(section, key))
+    done = store.done(retry_failed)
+    pending = [r for r in requests if r.id not in done]
+    return Plan(key, scheme, store, len(requests), pending[:limit] if limit else pending)
+
+
+def estimate(plan: Plan, section: GenreSection) -> dict[str, Any]:
+    """What a run would send: requests, prompt tokens (about 4 characters each) and, given prices, the cost."""
+    backend = section.backend
+    prompt, answers = plan.prompt_tokens, len(plan.pending) * backend.max_tokens
+    figures: dict[str, Any] = {"requests": len(plan.pending), "prompt_tokens": prompt, "max_answer_tokens": answers}
+    if backend.price_prompt is not None and backend.price_completion is not None:
+        figures["max_cost"] = (prompt * backend.price_prompt + answers * backend.price_completion) / 1e6
+    return figures
+
+
+def execute(plan: Plan, section: GenreSection, on_done: Callable[[Report], None] | None = None) -> Report:
+    """Send the pending requests; every outcome is on disk when this returns (or is interrupted)."""
+    backend = make_backend(section.backend)
+    key = getattr(backend, "key", None)
+
+    def redact(text: str) -> str:
+        return text.replace(key, "***") if key else text
+
+    try:
+        return asyncio.run(
+            run_requests(plan.pending, plan.scheme, backend, plan.store, section.backend, on_done, redact)
+        )
+    finally:
+        plan.store.compact()

@@ -1,0 +1,97 @@
+"""GENRE answers merged into a corpus before tokenizing (the recipe's `augment` section).
+
+- summaries become a new item text field, usable by any item encoder (a NAML view, a DIRE template field);
+- generated items become new synthetic items appended to the end of cold users' histories (every impression
+  whose real history has at most `cold_history` items), counted per impression so that evaluation can report
+  cold and warm users apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from once.data.tables import Corpus, Impressions, Ragged
+from once.errors import DataError
+from once.genre.store import RecordStore
+from once.recipe import AugmentSection
+
+GENERATED_PREFIX = "genre:"
+
+
+def answer_files(section: AugmentSection) -> list[Path]:
+    return [p for p in (section.summaries, *section.generated) if p is not None]
+
+
+def files_fingerprint(section: AugmentSection) -> list[str]:
+    """Sizes and modification times of the answer files, so changed answers rebuild the tokenized data."""
+    prints = []
+    for path in answer_files(section):
+        if not path.is_file():
+            raise DataError("GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import.")
+        stat = path.stat()
+        prints.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return prints
+
+
+def augment(corpus: Corpus, section: AugmentSection) -> Corpus:
+    """The corpus with summaries and generated items merged in (unchanged when the section is empty)."""
+    if section.summaries is not None:
+        _add_summaries(corpus, section.summaries, section.summary_field)
+    if section.generated:
+        _add_generated(corpus, section.generated, section.cold_history)
+    return corpus
+
+
+def _add_summaries(corpus: Corpus, path: Path, field: str) -> None:
+    items = corpus.items
+    if field in items.text or field in items.categories:
+        raise DataError(
+            f"augment.summary_field: the dataset already has a field '{field}'", hint="Choose another name."
+        )
+    answers = RecordStore(path).values()
+    values = [""] + [_text(answers.get(item)) for item in items.ids[1:]]
+    missing = sum(1 for v in values[1:] if not v)
+    if missing:
+        corpus.notes.append(f"{missing} of {len(values) - 1} items have no summary in {path} (their field is empty)")
+    items.text[field] = values
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _add_generated(corpus: Corpus, paths: list[Path], cold_history: int) -> None:
+    items = corpus.items
+    by_user: dict[str, list[int]] = {}
+    for path in paths:
+        for key, value in sorted(RecordStore(path).values().items()):
+            if not isinstance(value, dict) or not value.get("title"):
+                continue
+            user = key.rsplit("#", 1)[0]
+            by_user.setdefault(user, []).append(len(items.ids))
+            items.ids.append(f"{GENERATED_PREFIX}{key}")
+            body = value.get("abstract") or value.get("description") or ""
+            for field, column in items.text.items():
+                column.append(value["title"] if field == "title" else body if field == "abstract" else "")
+            for field, column in items.categories.items():
+                column.append(value.get(field, "") if isinstance(value.get(field, ""), str) else "")
+    items.in_train = np.concatenate([items.in_train, np.ones(len(items.ids) - len(items.in_train), dtype=bool)])
+    for name, impressions in corpus.splits.items():
+        corpus.splits[name] = _append_to_cold(impressions, by_user, cold_history)
+
+
+def _append_to_cold(impressions: Impressions, by_user: dict[str, list[int]], cold_history: int) -> Impressions:
+    rows, added = [], np.zeros(len(impressions), dtype=np.int64)
+    lengths = impressions.history.lengths
+    for row, user in enumerate(impressions.user_ids):
+        history = impressions.history[row].tolist()
+        extra = by_user.get(user, []) if lengths[row] <= cold_history else []
+        rows.append(history + extra)
+        added[row] = len(extra)
+    if not added.any():
+        return impressions
+    impressions.history = Ragged.from_rows(rows)
+    impressions.synthetic = added
+    return impressions
