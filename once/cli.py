@@ -337,6 +337,8 @@ def run(args: list[str], registry: Registry | None = None, console: Console | No
     errors = Console(stderr=True, soft_wrap=True)
     debug = "--debug" in args
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=errors)], force=True)
+    for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request: our progress bar says enough
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         app = make_app(registry or load_registry(), console)
         app(args=args, prog_name="once", standalone_mode=False)

@@ -67,13 +67,13 @@ PROMPTS: dict[str, dict[str, tuple[str, str]]] = {
     "generate": {
         "news": (
             "You suggest news articles a reader would like.",
-            "$profileA reader opened these news articles, oldest first:\n$history\nWrite one new news article "
+            "${profile}A reader opened these news articles, oldest first:\n$history\nWrite one new news article "
             "this reader would enjoy that is not like any of these. Answer with JSON only: "
             '{"title": "...", "abstract": "...", "category": "..."}',
         ),
         "books": (
             "You suggest books a reader would like.",
-            "$profileA reader read these books, oldest first:\n$history\nSuggest one book this reader would "
+            "${profile}A reader read these books, oldest first:\n$history\nSuggest one book this reader would "
             "enjoy that is not one of these and differs from them. Answer with JSON only: "
             '{"title": "...", "description": "..."}',
         ),

@@ -130,7 +130,7 @@ class OpenAIBackend:
             if error.status_code >= 500 or error.status_code in (408, 409):
                 raise Transient(f"HTTP {error.status_code}", retry_after(error.response.headers)) from None
             raise Refused(f"HTTP {error.status_code}: {_first_line(error.message)}") from None
-        except openai.APIResponseValidationError as error:
+        except (openai.APIResponseValidationError, ValueError) as error:  # ValueError: a body that is not JSON
             raise Transient(f"unreadable response: {error.__class__.__name__}") from None
         if not response.choices:
             raise Transient("the response has no choices")

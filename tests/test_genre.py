@@ -1,0 +1,280 @@
+"""GENRE: the real openai client against a local chat-completions server replaying the paper's real answers, with
+faults; parsing of the real logged answers; kill and resume; the key never written; answers merged into training."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from llm_server import DATA, LLMServer
+
+from once.cli import run
+from once.data.prepare import prepare
+from once.genre.store import RecordStore
+from once.recipe import load_recipe
+
+KEY = "sk-test-7d1f0c9b2a5e4f3c8b6a1d0e9f2c3b4a"
+
+
+def write_books_mind(folder: Path) -> list[str]:
+    """The test sample of the paper's Goodreads data as MIND files; returns the user ids."""
+    titles = dict(line.split("\t", 1) for line in (DATA / "book.csv").read_text().splitlines()[1:])
+    users = [line.split("\t") for line in (DATA / "users.tsv").read_text().splitlines()[1:]]
+    rng = random.Random(0)
+    books = sorted(titles)
+    news = "".join(f"{b}\tbook\tbook\t{titles[b]}\t\t\t[]\t[]\n" for b in books)
+    lines = {"train": [], "dev": [], "test": []}
+    for number, (uid, history) in enumerate(users):
+        h = history.split()
+        for split, cut in (("train", len(h) - 1), ("dev", len(h) - 1), ("test", len(h) - 1)):
+            negatives = rng.sample([b for b in books if b not in h], 4)
+            candidates = " ".join([f"{h[cut]}-1", *(f"{b}-0" for b in negatives)])
+            lines[split].append(f"{number}-{split}\t{uid}\t11/15/2019 08:00:00 AM\t{' '.join(h[:cut])}\t{candidates}\n")
+    for split, rows in lines.items():
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        (folder / split / "news.tsv").write_text(news)
+        (folder / split / "behaviors.tsv").write_text("".join(rows))
+    return [uid for uid, _ in users]
+
+
+def write_recipe(folder: Path, base_url: str, **backend) -> Path:
+    settings = {
+        "base_url": base_url,
+        "api_key_env": "ONCE_TEST_KEY",
+        "max_in_flight": 4,
+        "timeout": 1.0,
+        "max_retries": 3,
+        "backoff": 0.01,
+        "requests_per_minute": None,
+        "tokens_per_minute": None,
+        **backend,
+    }
+    recipe = {
+        "dataset": {"name": "mind", "path": "mind"},
+        "tokenizer": {"name": "words"},
+        "items": {"text": {"title": 16}, "categories": []},
+        "model": {"item": {"name": "nrms"}, "user": {"name": "nrms"}},
+        "genre": {
+            "backend": settings,
+            "out": "answers",
+            "schemes": {
+                "summarize": {"flavour": "books"},
+                "profile": {"flavour": "books"},
+                "generate": {"flavour": "books", "samples": 2},
+                "chained": {"name": "generate", "flavour": "books", "chain": "profile"},
+            },
+        },
+    }
+    path = folder / "books.yaml"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+@pytest.fixture
+def books(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONCE_TEST_KEY", KEY)
+    users = write_books_mind(tmp_path / "mind")
+    with LLMServer() as server:
+        yield server, write_recipe(tmp_path, server.base_url), users
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_summaries_of_every_item_are_recorded_with_usage(books, tmp_path, registry):
+    server, recipe, _ = books
+    assert run(["genre", "summarize", str(recipe)], registry) == 0
+    answers = records(tmp_path / "answers" / "summarize.jsonl")
+    items = {line.split("\t")[0] for line in (DATA / "book.csv").read_text().splitlines()[1:]}
+    assert sorted(r["id"] for r in answers) == sorted(items)  # every item exactly once
+    assert server.requests == len(items)
+    by_id = {r["id"]: r for r in answers}
+    assert by_id["95608"]["status"] == "ok"
+    assert by_id["95608"]["value"].startswith("Leota's Garden is a poignant and moving novel")
+    assert by_id["95608"]["usage"]["prompt_tokens"] > 10 and by_id["95608"]["model"] == "gpt-3.5-turbo"
+    assert by_id["15761418"]["status"] == "malformed" and "declined" in by_id["15761418"]["error"]
+    assert by_id["301001"]["status"] == "malformed" and "repeats the title" in by_id["301001"]["error"]
+    assert run(["genre", "summarize", str(recipe)], registry) == 0  # nothing left to ask
+    assert server.requests == len(items)
+
+
+def test_faults_are_retried_or_recorded_and_retry_failed_asks_only_for_those(books, tmp_path, registry):
+    server, recipe, users = books
+    server.faults.extend(["429", "500", "slow", "drop", "badbody", "truncated", "prose", "429"])
+    assert run(["genre", "profile", str(recipe)], registry) == 0
+    answers = {r["id"]: r for r in records(tmp_path / "answers" / "profile.jsonl")}
+    assert sorted(answers) == sorted(users)
+    statuses = [r["status"] for r in answers.values()]
+    assert statuses.count("malformed") == 2  # the truncated JSON and the prose answer
+    assert statuses.count("failed") == 0  # every transient fault was retried
+    assert sum(r["attempts"] - 1 for r in answers.values()) == 6  # 429, 500, slow, drop, bad body, 429
+    assert server.requests == len(users) + 6
+    good = next(r for r in answers.values() if r["status"] == "ok")
+    assert 1 <= len(good["value"]["interests"]) <= 5
+    before = server.requests
+    assert run(["genre", "profile", str(recipe), "--retry-failed"], registry) == 0
+    assert server.requests == before + 2
+    answers = records(tmp_path / "answers" / "profile.jsonl")
+    assert len(answers) == len(users) and all(r["status"] == "ok" for r in answers)  # compacted: one per id
+
+
+def test_a_request_that_keeps_failing_is_recorded_as_failed(books, tmp_path, registry, capsys):
+    server, recipe, users = books
+    server.faults.extend(["500"] * 4)  # max_retries 3: four attempts, all failing
+    assert run(["genre", "profile", str(recipe), "--limit", "1"], registry) == 0
+    (answer,) = records(tmp_path / "answers" / "profile.jsonl")
+    assert answer["status"] == "failed" and answer["attempts"] == 4 and answer["error"] == "HTTP 500"
+    assert "--retry-failed" in capsys.readouterr().out
+
+
+def test_dry_run_counts_and_prices_without_sending(books, registry, capsys):
+    server, recipe, users = books
+    prices = ["--set", "genre.backend.price_prompt=0.5", "--set", "genre.backend.price_completion=1.5"]
+    assert run(["genre", "generate", str(recipe), "--dry-run", *prices], registry) == 0
+    assert server.requests == 0
+    out = " ".join(capsys.readouterr().out.split())
+    histories = [line.split("\t")[1].split() for line in (DATA / "users.tsv").read_text().splitlines()[1:]]
+    cold = sum(1 for h in histories if 0 < len(h) - 1 <= 5)  # the training history leaves the last book out
+    assert f"generate: {2 * cold} requests for this data, 0 already answered" in out
+    assert "prompt tokens" in out and "at most $" in out
+
+
+def test_chain_mode_puts_the_profile_before_the_history(books, registry):
+    from once.genre.command import plan
+
+    server, recipe, _ = books
+    assert run(["genre", "profile", str(recipe)], registry) == 0
+    resolved = load_recipe(str(recipe), registry)
+    chained = plan(resolved, "chained", registry)
+    plain = plan(resolved, "generate", registry)
+    assert chained.pending and len(plain.pending) == 2 * len(chained.pending)  # samples: 2 and 1
+    prompt = chained.pending[0].messages[-1]["content"]
+    assert prompt.startswith("The reader's interests: ") and "oldest first" in prompt
+    assert not plain.pending[0].messages[-1]["content"].startswith("The reader's interests")
+
+
+def test_killed_midway_resumes_with_every_id_exactly_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONCE_TEST_KEY", KEY)
+    write_books_mind(tmp_path / "mind")
+    answers = tmp_path / "answers" / "summarize.jsonl"
+    with LLMServer(delay=0.02) as server:
+        recipe = write_recipe(tmp_path, server.base_url, max_in_flight=2)
+        command = [sys.executable, "-m", "once", "genre", "summarize", str(recipe)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not answers.exists() or answers.read_text().count("\n") < 40):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        written = answers.read_text().count("\n")
+        assert 40 <= written < 317, "killed midway"
+        with answers.open("a") as f:
+            f.write('{"id": "95608", "status": "ok", "answ')  # as if killed in the middle of a line
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    ids = [r["id"] for r in records(answers)]
+    assert len(ids) == len(set(ids)) == 317
+
+
+def test_the_api_key_is_used_but_never_written(books, tmp_path, registry, capsys):
+    server, recipe, _ = books
+    server.faults.extend(["500", "truncated"])
+    for scheme in ("summarize", "profile", "generate"):
+        assert run(["genre", scheme, str(recipe), "--limit", "5"], registry) == 0
+    assert server.seen_keys == {f"Bearer {KEY}"}
+    assert run(["recipe", "show", str(recipe)], registry) == 0
+    output = capsys.readouterr()
+    assert KEY not in output.out + output.err
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_missing_key_is_a_clear_error(books, monkeypatch, registry, capsys):
+    _, recipe, _ = books
+    monkeypatch.delenv("ONCE_TEST_KEY")
+    assert run(["genre", "summarize", str(recipe), "--limit", "1"], registry) == 2
+    assert "ONCE_TEST_KEY is not set" in capsys.readouterr().err
+
+
+def test_the_papers_logs_import_and_their_real_answers_parse(tmp_path, registry):
+    assert run(["genre", "import", str(DATA), str(tmp_path)], registry) == 0
+    summaries = {r["id"]: r for r in records(tmp_path / "summarize.jsonl")}
+    assert len(summaries) == 317
+    assert summaries["676737"]["value"].startswith("Grendel is a novel that tells the story of the monster")
+    malformed = {i for i, r in summaries.items() if r["status"] == "malformed"}
+    assert {"15761418", "5865674", "301001", "6595144", "24694092"} <= malformed
+    profiles = records(tmp_path / "profile.jsonl")
+    assert len(profiles) == 40 and all(1 <= len(r["value"]["interests"]) <= 5 for r in profiles)
+    generated = records(tmp_path / "generate.jsonl")
+    assert {r["id"].rsplit("#", 1)[1] for r in generated} == {"0", "1"}
+    assert all(set(r["value"]) == {"title", "description"} for r in generated)
+
+
+def test_summaries_and_generated_items_merge_into_training(tmp_path, registry):
+    users = write_books_mind(tmp_path / "mind")
+    assert run(["genre", "import", str(DATA), str(tmp_path / "answers")], registry) == 0
+    recipe = write_recipe(tmp_path, "http://unused")
+    overrides = [
+        "augment.summaries=answers/summarize.jsonl",
+        "augment.generated=[answers/generate.jsonl]",
+        "items.text={title: 16, summary: 40}",
+        "train.epochs=1",
+        "device=cpu",
+    ]
+    resolved = load_recipe(str(recipe), registry, overrides)
+    data = prepare(resolved)
+    synthetic = [i for i, item in enumerate(data.item_ids) if item.startswith("genre:")]
+    assert len(synthetic) == len(records(tmp_path / "answers" / "generate.jsonl"))
+    assert (data.features["summary"][1:] != 0).any(1).float().mean() > 0.9  # most items have a summary
+    test = data.splits["test"]
+    cold = [row for row in range(len(test)) if test.real_history[row] <= 5]
+    with_generated = [row for row in cold if set(test.history[row]) & set(synthetic)]
+    assert with_generated and all(test.history[row][-1] in synthetic for row in with_generated)
+    warm = [row for row in range(len(test)) if test.real_history[row] > 5]
+    assert not any(set(test.history[row]) & set(synthetic) for row in warm)
+
+    from once.train import train
+
+    result = train(resolved, runs_root=tmp_path / "runs")
+    assert set(result.test_groups) == {"cold users (history <= 5)", "warm users"}
+    assert sum(g["impressions"] for g in result.test_groups.values()) == len(users)
+
+
+def test_the_local_transformers_backend_answers_offline(books, tmp_path, registry):
+    """A tiny random causal LM with a chat template: answers are nonsense, but every id gets its record."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from once_plugins.lm_tiny import write_tiny_model
+
+    folder = write_tiny_model("llama", tmp_path / "lm", ["a reader read books about travel"] * 20, layers=1)
+    LlamaForCausalLM(LlamaConfig.from_pretrained(folder)).save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    tokenizer.save_pretrained(folder)
+    _, recipe, _ = books
+    backend = ["--set", "genre.backend.name=transformers", "--set", f"genre.backend.path={folder}"]
+    backend += ["--set", "genre.backend.max_tokens=8"]
+    assert run(["genre", "summarize", str(recipe), "--limit", "3", *backend], registry) == 0
+    answers = records(tmp_path / "answers" / "summarize.jsonl")
+    assert len(answers) == 3 and all(r["usage"]["completion_tokens"] > 0 for r in answers)
+    assert all(r["status"] in ("ok", "malformed") for r in answers)
+
+
+def test_partial_last_line_is_cut_and_bad_records_are_named(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": "1", "status": "ok", "value": "x"}\n{"id": "2", "sta')
+    store = RecordStore(path)
+    assert store.done() == {"1"} and path.read_text().endswith("}\n")
+    path.write_text('{"id": "1"}\nnot json\n')
+    with pytest.raises(Exception, match=r"a.jsonl:2"):
+        RecordStore(path)
+    assert os.path.exists(path)
