@@ -64,12 +64,13 @@ def _text(value) -> str:
 
 def _add_generated(corpus: Corpus, paths: list[Path], cold_history: int) -> None:
     items = corpus.items
+    users = {u for impressions in corpus.splits.values() for u in impressions.user_ids}
     by_user: dict[str, list[int]] = {}
     for path in paths:
         for key, value in sorted(RecordStore(path).values().items()):
-            if not isinstance(value, dict) or not value.get("title"):
-                continue
             user = key.rsplit("#", 1)[0]
+            if user not in users or not isinstance(value, dict) or not value.get("title"):
+                continue
             by_user.setdefault(user, []).append(len(items.ids))
             items.ids.append(f"{GENERATED_PREFIX}{key}")
             body = value.get("abstract") or value.get("description") or ""
