@@ -58,7 +58,7 @@ def score_split(
     histories = split.history.all_padded(max_history)
     if fast:
         items = encode_all_items(model, num_items, batch_size, device)
-        keys = np.concatenate([split.users[:, None], histories], axis=1)
+        keys = np.concatenate([split.user_ids[:, None], histories], axis=1)
         distinct, user_of_impression = np.unique(keys, axis=0, return_inverse=True)
         user_of_impression = user_of_impression.ravel()  # numpy 2.0.0 returned it 2-D
         user_parts = []
@@ -75,7 +75,7 @@ def score_split(
             batch_scores = model.predictor(user_vectors[torch.from_numpy(user_of_impression[rows])], items[candidates])
         else:
             history = torch.from_numpy(histories[rows]).to(device)
-            batch_scores = model(history, candidates, torch.from_numpy(split.users[rows]).to(device))
+            batch_scores = model(history, candidates, torch.from_numpy(split.user_ids[rows]).to(device))
         batch_scores = batch_scores.float().cpu().numpy()
         scores.extend(batch_scores[i, : lengths[row]] for i, row in enumerate(rows))
     return scores

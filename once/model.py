@@ -9,6 +9,7 @@ from torch import nn
 
 from once.data.prepare import PreparedData
 from once.errors import RecipeError
+from once.nn import word_embedding
 from once.recipe import ResolvedRecipe
 
 
@@ -52,10 +53,18 @@ class Recommender(nn.Module):
     """
 
     def __init__(
-        self, item_encoder: nn.Module, user_encoder: nn.Module, predictor: nn.Module, features: dict[str, torch.Tensor]
+        self,
+        item_encoder: nn.Module,
+        user_encoder: nn.Module,
+        predictor: nn.Module,
+        features: dict[str, torch.Tensor],
+        known_users: int,
+        profiles: ProfileFusion | None = None,
     ) -> None:
         super().__init__()
         self.item_encoder, self.user_encoder, self.predictor = item_encoder, user_encoder, predictor
+        self.profiles = profiles
+        self.known_users = known_users
         self.fields = sorted(features)
         for field in self.fields:  # moved with the model, never saved in checkpoints
             self.register_buffer(f"feature_{field}", features[field], persistent=False)
@@ -76,8 +85,11 @@ class Recommender(nn.Module):
         return features
 
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """(batch, history, item_dim) vectors of the (batch, history) item indices -> (batch, user_dim)."""
-        return self.user_encoder(history_vectors, history != 0, users)
+        """(batch, history) item indices with their (batch, history, item_dim) vectors, and (batch,) user indices
+        (into PreparedData.users) -> (batch, user_dim). User encoders see users unseen in training as user 0."""
+        seen = torch.where(users < self.known_users, users, torch.zeros_like(users))
+        vectors = self.user_encoder(history_vectors, history != 0, seen)
+        return vectors if self.profiles is None else self.profiles(vectors, users)
 
     def forward(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""
@@ -115,7 +127,31 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     user_encoder = resolved.build("model", "user", context=context)
     context = replace(context, user_dim=user_encoder.dim)
     predictor = resolved.build("model", "predictor", context=context)
-    return Recommender(item_encoder, user_encoder, predictor, data.features)
+    profiles = None
+    if data.user_profiles is not None:
+        profiles = ProfileFusion(data.user_profiles, data.vocab_size, user_encoder.dim, data.word_vectors)
+    return Recommender(item_encoder, user_encoder, predictor, data.features, data.known_users, profiles)
+
+
+class ProfileFusion(nn.Module):
+    """GENRE's user profiles in the user vector, as the paper does: the profile's token embeddings, mean-pooled,
+    concatenated with the user encoder's vector and projected back to its size. Users without a profile
+    contribute a zero profile vector."""
+
+    def __init__(
+        self, profiles: torch.Tensor, vocab_size: int, user_dim: int, word_vectors: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("tokens", profiles, persistent=False)  # (users, tokens), rebuilt from the data
+        dim = word_vectors.shape[1] if word_vectors is not None else user_dim
+        self.embedding = word_embedding(vocab_size, dim, word_vectors, "augment.profiles")
+        self.project = nn.Linear(user_dim + dim, user_dim)
+
+    def forward(self, vectors: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens[users]
+        mask = (tokens != 0).unsqueeze(-1).float()
+        pooled = (self.embedding(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.project(torch.cat([vectors, pooled], dim=-1))
 
 
 def parameter_groups(model: nn.Module, lr: float) -> list[dict]:

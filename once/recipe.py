@@ -136,6 +136,8 @@ class AugmentSection(Strict):
         default_factory=list, description="generate answers: synthetic items appended to cold users' histories"
     )
     cold_history: int = Field(5, ge=1, description="users with at most this many history items are cold")
+    profiles: RecipePath | None = Field(None, description="profile answers: user-side tokens fused into user vectors")
+    profile_tokens: int = Field(12, ge=1, description="tokens kept of each profile")
 
 
 class ModelSection(Strict):

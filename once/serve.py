@@ -118,8 +118,8 @@ class TrainedModel:
                 items = self.history(user)[-width:]
                 histories[i, : len(items)] = items
             history = torch.from_numpy(histories).to(self.device)
-            model_users = torch.tensor([u if u < self.data.known_users else 0 for u in chunk], device=self.device)
-            parts.append(self.model.encode_users(self.item_vectors[history], history, model_users))
+            users_tensor = torch.tensor(chunk, dtype=torch.long, device=self.device)
+            parts.append(self.model.encode_users(self.item_vectors[history], history, users_tensor))
         return torch.cat(parts) if parts else torch.zeros(0, self.model.user_encoder.dim)
 
     def candidates_from_file(self, path: Path) -> list[int]:

@@ -128,7 +128,7 @@ class Trainer:
             "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.0f} samples/s", console=self.console
         ) as progress:
             task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss=float("nan"), rate=0.0)
-            stream = training_batches(self.samples, self.histories, split.users, negatives, order, train.batch_size)
+            stream = training_batches(self.samples, self.histories, split.user_ids, negatives, order, train.batch_size)
             for step, batch in enumerate(stream):
                 if step == batches:
                     break

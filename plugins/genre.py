@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from once.data.tables import SPLITS, Corpus
 from once.errors import RecipeError
+from once.genre.merge import profile_text
 from once.genre.runner import MalformedAnswer, Request
 from once.hookspecs import hookimpl
 
@@ -259,14 +260,6 @@ class Profile:
         states = {s.lower(): s for s in US_STATES}
         regions = [states[r.lower()] for r in _strings(value.get("regions"), 50) if r.lower() in states][:3]
         return {"topics": topics, "regions": regions}
-
-
-def profile_text(value: Any) -> str:
-    """A parsed profile as words, for prompts and as user features."""
-    if not isinstance(value, dict):
-        return ""
-    words = [*value.get("topics", []), *value.get("interests", []), *value.get("regions", [])]
-    return ", ".join(words)
 
 
 class Generate:

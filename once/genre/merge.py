@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,24 @@ GENERATED_PREFIX = "genre:"
 
 
 def answer_files(section: AugmentSection) -> list[Path]:
-    return [p for p in (section.summaries, *section.generated) if p is not None]
+    return [p for p in (section.summaries, section.profiles, *section.generated) if p is not None]
+
+
+def profile_text(value: Any) -> str:
+    """A parsed profile (lists of topics, interests, regions) as one comma-separated text."""
+    if not isinstance(value, dict):
+        return ""
+    return ", ".join(
+        word for words in value.values() if isinstance(words, list) for word in words if isinstance(word, str)
+    )
+
+
+def profile_texts(section: AugmentSection, users: list[str]) -> list[str] | None:
+    """Each user's profile text (empty when the user has none), or None when the recipe merges no profiles."""
+    if section.profiles is None:
+        return None
+    answers = RecordStore(section.profiles).values()
+    return [profile_text(answers.get(user)) for user in users]
 
 
 def files_fingerprint(section: AugmentSection) -> list[str]:
