@@ -22,9 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from goodreads import DEFAULT_BUILDER, build_benchmark, table
-
-START, END = "<!-- dire:start -->", "<!-- dire:end -->"
+from goodreads import DEFAULT_BUILDER, build_benchmark, table, write_section
 
 
 def minilm_path() -> str:
@@ -147,12 +145,7 @@ def main() -> None:
     report += f"\n\nTotal wall time {(time.perf_counter() - started) / 60:.1f} min."
     print(report)
     if args.write:
-        text = args.write.read_text(encoding="utf8")
-        if START not in text:
-            text += f"\n{START}\n{END}\n"
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        args.write.write_text(f"{head}{START}\n{report}\n{END}{tail}", encoding="utf8")
+        write_section(args.write, "dire", report)
 
 
 if __name__ == "__main__":

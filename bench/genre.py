@@ -18,9 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from goodreads import DEFAULT_BUILDER, build_benchmark
+from goodreads import DEFAULT_BUILDER, build_benchmark, write_section
 
-START, END = "<!-- genre:start -->", "<!-- genre:end -->"
 LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "goodreads"
 COLD = "cold users (history <= 5)"
 
@@ -89,12 +88,7 @@ def main() -> None:
     )
     print(report)
     if args.write:
-        text = args.write.read_text(encoding="utf8")
-        if START not in text:
-            text += f"\n{START}\n{END}\n"
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        args.write.write_text(f"{head}{START}\n{report}\n{END}{tail}", encoding="utf8")
+        write_section(args.write, "genre", report)
 
 
 if __name__ == "__main__":

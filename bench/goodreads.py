@@ -22,7 +22,6 @@ from pathlib import Path
 MODELS = ("naml", "nrms", "lstur")
 BASELINES = ("random", "popularity", "overlap")
 DEFAULT_BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "goodreads_to_mind.py"
-START, END = "<!-- goodreads:start -->", "<!-- goodreads:end -->"
 
 
 def build_benchmark(builder: Path, users: int, seed: int, abstract: str) -> Path:
@@ -86,6 +85,17 @@ def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
             figures[f"dev_{name}_auc"] = metrics["auc"]
     figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return figures
+
+
+def write_section(path: Path, name: str, report: str) -> None:
+    """Replace the text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in a markdown file (append if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf8")
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{start}\n{report}\n{end}{tail}", encoding="utf8")
 
 
 def table(rows: list[dict], users: int, epochs: int) -> str:
@@ -165,10 +175,7 @@ def main() -> None:
         report += f"\n\nDev curves per epoch: `{png.name}` (written by `once compare`)."
     print(report)
     if args.write:
-        text = args.write.read_text(encoding="utf8")
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        args.write.write_text(f"{head}{START}\n{report}\n{END}{tail}", encoding="utf8")
+        write_section(args.write, "goodreads", report)
 
 
 if __name__ == "__main__":
