@@ -378,3 +378,38 @@ def test_the_real_smollm2_writes_book_descriptions_offline(books, tmp_path, regi
     answers = records(tmp_path / "answers" / "summarize.jsonl")
     assert len(answers) == 2 and all(r["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf" for r in answers)
     assert any(r["status"] == "ok" and len(r["value"].split()) >= 5 for r in answers), answers
+
+
+def test_news_flavour_prompts_and_parsing(tiny, registry):
+    from once.genre.command import plan
+    from once.genre.runner import MalformedAnswer
+    from once_plugins.genre import Generate, GenerateOptions, Profile, UserSchemeOptions
+
+    resolved = tiny()
+    summaries = plan(resolved, "summarize", registry)
+    assert summaries.total == 600  # every demo item
+    prompt = summaries.pending[0].messages[-1]["content"]
+    assert "Headline: " in prompt and "Abstract: " in prompt and "Category: " in prompt and "$" not in prompt
+
+    profile = Profile(UserSchemeOptions(flavour="news"))
+    value = profile.parse('Sure: {"topics": ["Health", "sports", "FINANCE"], "regions": ["Texas", "Narnia"]}', {})
+    assert value == {"topics": ["health", "finance"], "regions": ["Texas"]}  # only the 19 topics and US states
+    with pytest.raises(MalformedAnswer, match="none of the 19 topics"):
+        profile.parse('{"topics": ["sports"]}', {})
+    generate = Generate(GenerateOptions(flavour="news"))
+    item = '```json\n{"title": "Rain returns", "abstract": "Storms move east.", "category": "weather"}\n```'
+    assert generate.parse(item, {}) == {"title": "Rain returns", "abstract": "Storms move east.", "category": "weather"}
+    with pytest.raises(MalformedAnswer, match="missing or empty: abstract"):
+        generate.parse('{"title": "Rain returns", "abstract": " ", "category": "weather"}', {})
+    with pytest.raises(MalformedAnswer, match="not valid JSON"):
+        generate.parse('{"title": "Rain ret', {})
+
+
+def test_a_template_naming_an_unknown_placeholder_is_an_error(tiny, registry):
+    from once.errors import RecipeError
+    from once.genre.command import plan
+
+    resolved = tiny("genre.schemes={summarize: {template: 'Rewrite $headline'}}")
+    with pytest.raises(RecipeError, match=r"names \$headline") as error:
+        plan(resolved, "summarize", registry)
+    assert error.value.where == "genre.schemes.summarize.template" and "$title" in error.value.hint
