@@ -83,8 +83,19 @@ def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
             metrics = evaluate(model, data.splits["dev"], fast=fast, **kwargs)
             figures[f"dev_{name}_seconds"] = time.perf_counter() - begun
             figures[f"dev_{name}_auc"] = metrics["auc"]
-    figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_mb"] = peak_mb()
     return figures
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: on Linux a child started by fork and exec
+    inherits its parent's ru_maxrss, so a large parent would be reported for every child."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_section(path: Path, name: str, report: str) -> None:
