@@ -324,7 +324,27 @@ def resolve_recipe(
         for key in slot[:-1]:
             node = node[key]
         node[slot[-1]] = {"name": choice.name, **validated.model_dump(mode="json")}
+    for key in recipe.genre.schemes:  # checked now, so `once recipe validate` catches a bad scheme too
+        scheme_options(recipe.genre, key, registry, label, lines)
     return ResolvedRecipe(recipe, parts, options, resolved, label, name)
+
+
+def scheme_options(
+    genre: GenreSection, key: str, registry: Registry, label: str = "recipe", lines: dict[tuple, int] | None = None
+) -> tuple[Part, BaseModel]:
+    """The augmenter that `genre.schemes.KEY` names (`name` defaults to the key) and its validated options."""
+    choice = dict(genre.schemes.get(key) or {})
+    name = choice.pop("name", key)
+    try:
+        part = registry.get("augmenter", name)
+    except PluginError as error:
+        line = _line_of(lines or {}, ("genre", "schemes", key))
+        where = f"{label}:{line}" if line else label
+        raise RecipeError(f"genre.schemes.{key}: {error.message}", where=where, hint=error.hint) from None
+    try:
+        return part, part.options.model_validate(choice)
+    except ValidationError as error:
+        raise validation_error(error, part.options, ("genre", "schemes", key), label, lines) from None
 
 
 def _get(recipe: Recipe, slot: tuple[str, ...]) -> PluginChoice:

@@ -413,3 +413,13 @@ def test_a_template_naming_an_unknown_placeholder_is_an_error(tiny, registry):
     with pytest.raises(RecipeError, match=r"names \$headline") as error:
         plan(resolved, "summarize", registry)
     assert error.value.where == "genre.schemes.summarize.template" and "$title" in error.value.hint
+
+
+def test_recipe_validation_checks_genre_schemes(tiny, registry):
+    from once.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="genre.schemes.mine.flavour") as error:
+        tiny("genre.schemes={mine: {name: summarize, flavour: poems}}")
+    assert "news" in error.value.message and "books" in error.value.message
+    with pytest.raises(RecipeError, match="genre.schemes.other: unknown augmenter 'other'"):
+        tiny("genre.schemes={other: {}}")

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from once.errors import PluginError, RecipeError
+from once.errors import RecipeError
 from once.genre.backends import make_backend
 from once.genre.runner import Report, Request, Scheme, SchemeContext, estimate_tokens, run_requests
 from once.genre.store import RecordStore
-from once.recipe import GenreSection, ResolvedRecipe, validation_error
+from once.recipe import GenreSection, ResolvedRecipe, scheme_options
 from once.registry import Registry
 
 
@@ -37,16 +35,7 @@ def answers_path(section: GenreSection, key: str) -> Path:
 
 def build_scheme(section: GenreSection, key: str, registry: Registry) -> Scheme:
     """The augmenter that `genre.schemes.KEY` names (the key itself when the recipe does not list it)."""
-    choice = dict(section.schemes.get(key) or {})
-    name = choice.pop("name", key)
-    try:
-        part = registry.get("augmenter", name)
-    except PluginError as error:
-        raise RecipeError(f"genre.schemes.{key}: {error.message}", hint=error.hint) from None
-    try:
-        options = part.options.model_validate(choice)
-    except ValidationError as error:
-        raise validation_error(error, part.options, ("genre", "schemes", key), "recipe") from None
+    part, options = scheme_options(section, key, registry)
     return part.implementation(options, SchemeContext(key))
 
 
