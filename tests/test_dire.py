@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -216,13 +217,18 @@ def test_a_template_with_code_in_it_is_refused(registry, checkpoints):
         load_recipe("demo-bert", registry, ["items.templates.prompt='{title.__class__}'"])
 
 
-def test_cache_and_train_from_the_command_line(checkpoints, tmp_path):
+def test_cache_and_train_from_the_command_line(checkpoints, tmp_path, capsys):
     from once.cli import run
 
     args = [f"--set={o}" for o in [*TINY_DIRE, f"tokenizer.path={checkpoints['llama']}"]]
     assert run(["cache", "demo-llama", *args, "--shard-items", "100"]) == 0
     assert run(["train", "demo-llama", *args, "--out", str(tmp_path)]) == 0
-    assert len(list(tmp_path.glob("demo-llama-*/best.safetensors"))) == 1
+    (run_dir,) = tmp_path.glob("demo-llama-*")
+    test = json.loads((run_dir / "test_metrics.json").read_text())
+    capsys.readouterr()
+    assert run(["eval", str(run_dir), "--split", "test"]) == 0  # loads the LoRA checkpoint over the cached states
+    assert f"{test['auc']:.4f}" in capsys.readouterr().out  # the same test AUC as at the end of training
+    assert run(["recommend", str(run_dir), "--user", "U1", "--top", "3"]) == 0
 
 
 def installed(module: str) -> bool:
