@@ -96,12 +96,14 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
     def cache(
         recipe: Annotated[str, typer.Argument(help="Recipe file or built-in recipe name.")],
         set_: Overrides = None,
-        shard_items: Annotated[int, typer.Option(min=1, help="Items per shard file (a new cache only).")] = 4096,
+        shard_items: Annotated[
+            int | None, typer.Option(min=1, help="Items per shard file, for a new cache (default 4096).")
+        ] = None,
     ):
         """Run the frozen layers of the recipe's LM item encoder over every item and store their hidden states."""
         from once.data.prepare import prepare
         from once.model import build_recommender
-        from once.states import build_cache
+        from once.states import SHARD_ITEMS, build_cache
         from once.train import pick_device
 
         resolved = load_recipe(recipe, registry, set_)
@@ -110,7 +112,11 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         model = build_recommender(resolved, data).to(device)
         started = time.perf_counter()
         states = build_cache(
-            model, data, batch_size=resolved.recipe.eval.batch_size, device=device, shard_items=shard_items
+            model,
+            data,
+            batch_size=resolved.recipe.eval.batch_size,
+            device=device,
+            shard_items=shard_items or SHARD_ITEMS,
         )
         size = sum(f.stat().st_size for f in states.folder.iterdir()) / 2**20
         out.print(
