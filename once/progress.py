@@ -32,3 +32,11 @@ def tracked(items: Iterable[T], total: int, description: str) -> Iterator[T]:
         for item in items:
             yield item
             progress.advance(task)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' load reports (e.g. BERT's unused pooler as missing) and progress bars off our console."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()

@@ -186,15 +186,28 @@ def _numbered_titles(corpus: Corpus, history: np.ndarray) -> str:
     return "\n".join(f"{i}. {_clean(titles[row])}" for i, row in enumerate(history, 1))
 
 
-class Summarize:
-    """Content summarizer: one enriched text per item (news: a neutral headline; books: one sentence)."""
+class _Scheme:
+    """What the three schemes share: their prompt (the flavour's, or the recipe's) and how it becomes messages."""
 
-    target = "items"
+    name = ""
 
     def __init__(self, options: SchemeOptions, context: Any = None) -> None:
         self.options = options
-        self.system, self.template = _prompt("summarize", options)
-        self.key = f"genre.schemes.{getattr(context, 'key', 'summarize')}.template"
+        self.system, self.template = _prompt(self.name, options)
+        self.key = f"genre.schemes.{getattr(context, 'key', self.name)}.template"
+
+    def _messages(self, values: dict[str, str]) -> list[dict[str, str]]:
+        prompt = _fill(self.template, values, self.key)
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
+
+
+class Summarize(_Scheme):
+    """Content summarizer: one enriched text per item (news: a neutral headline; books: one sentence)."""
+
+    name = "summarize"
+
+    def __init__(self, options: SchemeOptions, context: Any = None) -> None:
+        super().__init__(options, context)
         self.max_words = 40 if options.flavour == "news" else 80
 
     def requests(self, corpus: Corpus, outputs: Callable[[str], dict[str, Any]]) -> list[Request]:
@@ -203,9 +216,7 @@ class Summarize:
             if row == 0:
                 continue
             fields = _item_fields(corpus, row)
-            prompt = _fill(self.template, fields, self.key)
-            messages = [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
-            requests.append(Request(item, messages, {"title": fields.get("title", "")}))
+            requests.append(Request(item, self._messages(fields), {"title": fields.get("title", "")}))
         return requests
 
     def parse(self, answer: str, context: dict[str, Any] | None = None) -> str:
@@ -224,24 +235,18 @@ class Summarize:
         return text
 
 
-class Profile:
+class Profile(_Scheme):
     """User profiler: news topics from the fixed 19 (plus US-state regions), or up to 5 book interests."""
 
-    target = "users"
-
-    def __init__(self, options: UserSchemeOptions, context: Any = None) -> None:
-        self.options = options
-        self.system, self.template = _prompt("profile", options)
-        self.key = f"genre.schemes.{getattr(context, 'key', 'profile')}.template"
+    name = "profile"
+    options: UserSchemeOptions
 
     def requests(self, corpus: Corpus, outputs: Callable[[str], dict[str, Any]]) -> list[Request]:
         requests = []
         for user, history in sorted(user_histories(corpus).items()):
             if len(history):
                 shown = _numbered_titles(corpus, history[-self.options.max_history :])
-                prompt = _fill(self.template, {"history": shown}, self.key)
-                messages = [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
-                requests.append(Request(user, messages))
+                requests.append(Request(user, self._messages({"history": shown})))
         return requests
 
     def parse(self, answer: str, context: dict[str, Any] | None = None) -> dict[str, list[str]]:
@@ -262,15 +267,14 @@ class Profile:
         return {"topics": topics, "regions": regions}
 
 
-class Generate:
+class Generate(_Scheme):
     """Personalized content generator: a new item for each cold user (history of at most `max_history`)."""
 
-    target = "users"
+    name = "generate"
+    options: GenerateOptions
 
     def __init__(self, options: GenerateOptions, context: Any = None) -> None:
-        self.options = options
-        self.system, self.template = _prompt("generate", options)
-        self.key = f"genre.schemes.{getattr(context, 'key', 'generate')}.template"
+        super().__init__(options, context)
         self.fields = GENERATED_FIELDS[options.flavour]
 
     def requests(self, corpus: Corpus, outputs: Callable[[str], dict[str, Any]]) -> list[Request]:
@@ -284,8 +288,7 @@ class Generate:
                 "history": _numbered_titles(corpus, history),
                 "profile": f"The reader's interests: {profile}.\n" if profile else "",
             }
-            prompt = _fill(self.template, values, self.key)
-            messages = [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
+            messages = self._messages(values)
             requests.extend(Request(f"{user}#{k}", messages) for k in range(self.options.samples))
         return requests
 

@@ -21,6 +21,7 @@ from torch import nn
 from once.errors import RecipeError
 from once.hookspecs import hookimpl
 from once.nn import AdditiveAttention
+from once.progress import quiet_transformers
 from once.recipe import RecipePath
 from once.states import StateCache
 
@@ -85,14 +86,6 @@ def _checkpoint_folder(path: Path, key: str) -> Path:
             "`once tiny-model bert|llama FOLDER` writes a small random one.",
         )
     return path
-
-
-def quiet_transformers() -> None:
-    """Keep transformers' load reports (e.g. BERT's unused pooler as missing) and progress bars off our console."""
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
 
 
 def _loaded(load, path: Path, key: str, what: str):

@@ -16,7 +16,7 @@ import typer
 
 from once.errors import OnceError
 from once.hookspecs import hookimpl
-from once_plugins.lm import quiet_transformers
+from once.progress import quiet_transformers
 
 Family = Literal["bert", "llama"]
 

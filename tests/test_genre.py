@@ -301,8 +301,6 @@ def test_partial_last_line_is_cut_and_bad_records_are_named(tmp_path):
 class TitleCase:
     """A third-party scheme: asks to title-case each item's title."""
 
-    target = "items"
-
     def __init__(self, options, context) -> None:
         self.options = options
 

@@ -180,12 +180,8 @@ def _write(
     )
     features: dict[str, torch.Tensor] = {}
     for field, length in text.items():
-        matrix = torch.zeros(len(items.ids), length, dtype=torch.int32)
-        for row, value in tracked(enumerate(items.text[field]), len(items.ids), f"tokenizing {field}"):
-            ids = tokenizer.encode(value, length)[:length] if row else []
-            if ids:
-                matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
-        features[field] = matrix
+        texts = [None, *items.text[field][1:]]  # row 0 is the padding item
+        features[field] = _token_matrix(texts, tokenizer, length, f"tokenizing {field}")
     category_vocab = {}
     for field in categories:
         values = items.categories[field]
@@ -198,11 +194,8 @@ def _write(
     if vectors is not None:
         save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
     if profiles is not None:
-        length = augment_section.profile_tokens
-        matrix = torch.zeros(len(users), length, dtype=torch.int32)
-        for row, profile in enumerate(profiles):
-            ids = tokenizer.encode(profile, length)[:length] if profile else []
-            matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+        texts = [profile or None for profile in profiles]  # users without a profile: all padding
+        matrix = _token_matrix(texts, tokenizer, augment_section.profile_tokens, "tokenizing profiles")
         save_file({"profiles": matrix}, str(folder / "users.safetensors"))
     user_index = {u: i for i, u in enumerate(users)}
     for name, impressions in corpus.splits.items():
@@ -224,6 +217,16 @@ def _write(
             "notes": corpus.notes,
         },
     )
+
+
+def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, description: str) -> torch.Tensor:
+    """(len(texts), length) token ids, left-aligned and padded with 0; rows whose text is None stay all padding."""
+    matrix = torch.zeros(len(texts), length, dtype=torch.int32)
+    for row, value in tracked(enumerate(texts), len(texts), description):
+        ids = tokenizer.encode(value, length)[:length] if value is not None else []
+        if ids:
+            matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+    return matrix
 
 
 def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from once.errors import OnceError, RecipeError
+from once.progress import quiet_transformers
 from once.recipe import BackendSection
 
 Messages = list[dict[str, str]]
@@ -86,8 +87,11 @@ def retry_after(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        date = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, date.timestamp() - time.time()) if date else None
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):  # neither seconds nor an HTTP date: use our own backoff
+        return None
 
 
 class OpenAIBackend:
@@ -153,8 +157,6 @@ class TransformersBackend:
 
     def __init__(self, section: BackendSection) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from once_plugins.lm import quiet_transformers
 
         if section.path is None or not Path(section.path).is_dir():
             raise RecipeError(

@@ -34,8 +34,6 @@ class SchemeContext:
 class Scheme(Protocol):
     """What an augmenter plugin returns: the requests to send and how to read an answer."""
 
-    target: str  # "items" or "users": what the ids name
-
     def requests(self, corpus: Any, outputs: Callable[[str], dict[str, Any]]) -> list[Request]:
         """One request per id; `outputs(key)` reads another scheme's parsed values (for chains)."""
 
