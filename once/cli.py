@@ -64,8 +64,10 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
     ):
         """Train a recipe (the demo when none is given) and test the best epoch."""
+        from once.distributed import launched_as_main
         from once.train import train as run_training
 
+        out.quiet = not launched_as_main()  # under torchrun, rank 0 reports for all
         if resume:
             if set_:
                 raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
@@ -101,14 +103,17 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
         ] = None,
     ):
         """Run the frozen layers of the recipe's LM item encoder over every item and store their hidden states."""
-        from once.data.prepare import prepare
+        import torch
+
+        from once.distributed import init_world
         from once.model import build_recommender
         from once.states import SHARD_ITEMS, build_cache
-        from once.train import pick_device
+        from once.train import pick_device, prepare_once
 
         resolved = load_recipe(recipe, registry, set_)
-        data = prepare(resolved)
-        device = pick_device(resolved.recipe.device)
+        world = init_world(use_cuda=resolved.recipe.device in ("auto", "cuda") and torch.cuda.is_available())
+        data = prepare_once(resolved, world)
+        device = pick_device(resolved.recipe.device, world)
         model = build_recommender(resolved, data).to(device)
         started = time.perf_counter()
         states = build_cache(
@@ -117,12 +122,14 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
             batch_size=resolved.recipe.eval.batch_size,
             device=device,
             shard_items=shard_items or SHARD_ITEMS,
+            world=world,
         )
         size = sum(f.stat().st_size for f in states.folder.iterdir()) / 2**20
-        out.print(
-            f"cached hidden states of {data.num_items} items ({len(states.shards)} shards, {size:.1f} MB) "
-            f"in {states.folder} ({time.perf_counter() - started:.1f} s)"
-        )
+        if world.main:  # under torchrun, rank 0 reports for all
+            out.print(
+                f"cached hidden states of {data.num_items} items ({len(states.shards)} shards, {size:.1f} MB) "
+                f"in {states.folder} ({time.perf_counter() - started:.1f} s)"
+            )
 
     @app.command("eval")
     def evaluate_run(

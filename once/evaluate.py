@@ -2,40 +2,75 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from once.data.prepare import PreparedData, Split
+from once.distributed import World
 from once.metrics import mind_metrics
 from once.model import Recommender
 from once.progress import tracked
 from once.recipe import ResolvedRecipe
 
 
-def evaluation_settings(resolved: ResolvedRecipe, data: PreparedData, device: torch.device) -> dict[str, Any]:
+def evaluation_settings(
+    resolved: ResolvedRecipe, data: PreparedData, device: torch.device, world: World | None = None
+) -> dict[str, Any]:
     """The keyword arguments of `score_split` and `evaluate` that a recipe and its data fix."""
     return {
         "num_items": data.num_items,
         "max_history": resolved.recipe.train.max_history,
         "batch_size": resolved.recipe.eval.batch_size,
         "device": device,
+        "precision": resolved.recipe.precision,
+        "world": world or World(),
     }
 
 
-def _chunks(total: int, size: int):
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for `precision: bf16`, else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _chunks(total: int, size: int) -> Iterator[np.ndarray]:
     for start in range(0, total, size):
         yield np.arange(start, min(start + size, total))
 
 
 @torch.no_grad()
+def encode_items(
+    model: Recommender,
+    items: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    world: World | None = None,
+) -> torch.Tensor:
+    """(len(items), item_dim): the vectors of `items`, in eval mode. Items are encoded in order of length, so that
+    each chunk is trimmed to its own longest text; under torchrun each rank encodes its share."""
+    world = world or World()
+    model.eval()
+    order = np.argsort(model.token_counts(torch.from_numpy(items)).numpy(), kind="stable")
+    mine = items[order][world.shard(len(items))]
+    with autocast(device, precision):
+        chunks = tracked(_chunks(len(mine), batch_size), -(-len(mine) // batch_size), "encoding items")
+        parts = [model.encode_items(torch.from_numpy(mine[rows]).to(device)).float() for rows in chunks]
+    mine_vectors = torch.cat(parts) if parts else torch.zeros(0, model.item_encoder.dim, device=device)
+    in_order = world.unshard(mine_vectors, len(items))
+    vectors = torch.empty_like(in_order)
+    vectors[torch.from_numpy(order).to(device)] = in_order
+    return vectors
+
+
 def encode_all_items(model: Recommender, num_items: int, batch_size: int, device: torch.device) -> torch.Tensor:
     """(num_items, item_dim): every item's vector, in eval mode."""
-    model.eval()
-    chunks = tracked(_chunks(num_items, batch_size), -(-num_items // batch_size), "encoding items")
-    return torch.cat([model.encode_items(torch.from_numpy(rows).to(device)) for rows in chunks])
+    return encode_items(model, np.arange(num_items), batch_size, device)
 
 
 @torch.no_grad()
@@ -48,37 +83,57 @@ def score_split(
     batch_size: int,
     device: torch.device,
     fast: bool = True,
+    precision: str = "fp32",
+    world: World | None = None,
 ) -> list[np.ndarray]:
     """Scores of every impression's candidates, in candidate order.
 
-    fast=True encodes each item once and each distinct (user, history) once; fast=False runs the full model on
-    every impression, as training does. Both give the same scores.
+    fast=True encodes each item the split names once and each distinct (user, history) once, then scores by
+    lookup; fast=False runs the full model on every impression, as training does. Both give the same scores.
+    Under torchrun each rank scores its share of the impressions and every rank gets all the scores.
     """
+    world = world or World()
     model.eval()
-    histories = split.history.all_padded(max_history)
+    rows_of_rank = world.shard(len(split))
+    histories = split.history.padded(rows_of_rank, split.history.width(max_history))
+    users = np.asarray(split.user_ids)[rows_of_rank]
+    lengths = split.candidates.lengths[rows_of_rank]
     if fast:
-        items = encode_all_items(model, num_items, batch_size, device)
-        keys = np.concatenate([split.user_ids[:, None], histories], axis=1)
+        needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0])  # 0: padding
+        items = torch.zeros(num_items, model.item_encoder.dim, device=device)
+        items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
+        keys = np.concatenate([users[:, None], histories], axis=1)
         distinct, user_of_impression = np.unique(keys, axis=0, return_inverse=True)
         user_of_impression = user_of_impression.ravel()  # numpy 2.0.0 returned it 2-D
         user_parts = []
-        for rows in tracked(_chunks(len(distinct), batch_size), -(-len(distinct) // batch_size), "encoding users"):
-            history = torch.from_numpy(distinct[rows, 1:]).to(device)
-            users = torch.from_numpy(distinct[rows, 0]).to(device)
-            user_parts.append(model.encode_users(items[history], history, users))
-        user_vectors = torch.cat(user_parts)
+        with autocast(device, precision):
+            for rows in tracked(_chunks(len(distinct), batch_size), -(-len(distinct) // batch_size), "encoding users"):
+                history = torch.from_numpy(distinct[rows, 1:]).to(device)
+                user_ids = torch.from_numpy(distinct[rows, 0]).to(device)
+                user_parts.append(model.encode_users(items[history], history, user_ids).float())
+        user_vectors = torch.cat(user_parts) if user_parts else items[:0]
     scores: list[np.ndarray] = []
-    lengths = split.candidates.lengths
-    for rows in tracked(_chunks(len(split), batch_size), -(-len(split) // batch_size), "scoring impressions"):
-        candidates = torch.from_numpy(split.candidates.padded(rows, int(lengths[rows].max()))).to(device)
-        if fast:
-            batch_scores = model.predictor(user_vectors[torch.from_numpy(user_of_impression[rows])], items[candidates])
-        else:
-            history = torch.from_numpy(histories[rows]).to(device)
-            batch_scores = model(history, candidates, torch.from_numpy(split.user_ids[rows]).to(device))
-        batch_scores = batch_scores.float().cpu().numpy()
-        scores.extend(batch_scores[i, : lengths[row]] for i, row in enumerate(rows))
-    return scores
+    with autocast(device, precision):
+        for rows in tracked(_chunks(len(rows_of_rank), batch_size), -(-len(rows_of_rank) // batch_size), "scoring"):
+            width = int(lengths[rows].max())
+            candidates = torch.from_numpy(split.candidates.padded(rows_of_rank[rows], width)).to(device)
+            if fast:
+                vectors = user_vectors[torch.from_numpy(user_of_impression[rows]).to(device)]
+                batch_scores = model.predictor(vectors, items[candidates])
+            else:
+                history = torch.from_numpy(histories[rows]).to(device)
+                batch_scores = model(history, candidates, torch.from_numpy(users[rows]).to(device))
+            batch_scores = batch_scores.float().cpu().numpy()
+            scores.extend(batch_scores[i, : lengths[row]] for i, row in enumerate(rows))
+    if not world.distributed:
+        return scores
+    flat = world.gather(torch.from_numpy(np.concatenate(scores) if scores else np.zeros(0, np.float32))).numpy()
+    order = world.order(len(split))
+    pieces = np.split(flat, np.cumsum(split.candidates.lengths[order])[:-1])
+    gathered: list[np.ndarray] = [np.empty(0)] * len(split)
+    for row, piece in zip(order, pieces, strict=True):
+        gathered[row] = piece
+    return gathered
 
 
 def evaluate(model: Recommender, split: Split, **kwargs) -> dict[str, float]:

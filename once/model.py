@@ -65,6 +65,7 @@ class Recommender(nn.Module):
         self.item_encoder, self.user_encoder, self.predictor = item_encoder, user_encoder, predictor
         self.profiles = profiles
         self.known_users = known_users
+        self.unique_items = True  # False encodes every occurrence (the straightforward path bench/ compares with)
         self.fields = sorted(features)
         for field in self.fields:  # moved with the model, never saved in checkpoints
             self.register_buffer(f"feature_{field}", features[field], persistent=False)
@@ -84,6 +85,15 @@ class Recommender(nn.Module):
             features[field] = values
         return features
 
+    def token_counts(self, items: torch.Tensor) -> torch.Tensor:
+        """(n,) tokens of each item over its text fields: how long encoding it takes."""
+        counts = torch.zeros(len(items), dtype=torch.long)
+        for field in self.fields:
+            values = getattr(self, f"feature_{field}")
+            if values.dim() == 2:
+                counts += (values[items.to(values.device)] != 0).sum(1).cpu()
+        return counts
+
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history) item indices with their (batch, history, item_dim) vectors, and (batch,) user indices
         (into PreparedData.users) -> (batch, user_dim). User encoders see users unseen in training as user 0."""
@@ -94,9 +104,12 @@ class Recommender(nn.Module):
     def forward(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""
         batch, length = history.shape
-        # encode each distinct item of the batch once
-        unique, inverse = torch.unique(torch.cat([history.flatten(), candidates.flatten()]), return_inverse=True)
-        vectors = self.encode_items(unique)
+        occurrences = torch.cat([history.flatten(), candidates.flatten()])
+        if self.unique_items:  # encode each distinct item of the batch once (padding included: once)
+            unique, inverse = torch.unique(occurrences, return_inverse=True)
+            vectors = self.encode_items(unique)
+        else:
+            vectors, inverse = self.encode_items(occurrences), torch.arange(len(occurrences), device=history.device)
         history_vectors = vectors[inverse[: batch * length]].view(batch, length, -1)
         candidate_vectors = vectors[inverse[batch * length :]].view(*candidates.shape, -1)
         return self.predictor(self.encode_users(history_vectors, history, users), candidate_vectors)

@@ -162,6 +162,7 @@ class TrainSection(Strict):
     patience: int | None = Field(2, ge=1, description="epochs without dev improvement before stopping")
     metric: Metric = "auc"
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many optimizer steps")
+    prefetch: int = Field(2, ge=0, description="batches built ahead in a background thread (0: on demand)")
 
 
 class EvalSection(Strict):
@@ -173,6 +174,8 @@ class Recipe(Strict):
     requires: list[str] = Field(default_factory=list, description="plugin distributions, pip-style specifiers")
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast to bfloat16 (training and scoring)")
+    compile: bool = Field(False, description="torch.compile the item and user encoders")
     dataset: PluginChoice
     tokenizer: PluginChoice
     items: ItemsSection = ItemsSection()

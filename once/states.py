@@ -21,9 +21,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from once.data.files import cache_root, write_json
 from once.data.prepare import PreparedData
+from once.distributed import World
 from once.errors import DataError
 from once.model import Recommender
 from once.progress import progress_bar
@@ -151,8 +153,11 @@ def build_cache(
     device: torch.device,
     shard_items: int = SHARD_ITEMS,
     on_shard: Callable[[int], None] | None = None,
+    world: World | None = None,
 ) -> StateCache:
-    """Run the frozen layers over every item into the cache, resuming after the last complete shard."""
+    """Run the frozen layers over every item into the cache, resuming after the last complete shard. Under
+    torchrun every rank writes its own shards (every size-th from its rank on) and rank 0 the identity file."""
+    world = world or World()
     encoder = caching_encoder(model)
     if encoder is None:
         raise DataError(
@@ -160,17 +165,20 @@ def build_cache(
             hint="Caching needs an LM item encoder (bert, llama) with tune_layers below its number of layers.",
         )
     folder, identity = cache_folder(encoder, data)
+    if world.main and _check_identity(folder, identity) is None:
+        write_json(folder / IDENTITY, _layout(model, data, identity, shard_items))
+    world.barrier()
     record = _check_identity(folder, identity)
-    if record is None:
-        record = _layout(model, data, identity, shard_items)
-        write_json(folder / IDENTITY, record)
+    assert record is not None, "rank 0 wrote the identity"
     encoder.use_cache(None)
     model.eval()
-    shards = record["shards"]
-    todo = [s for s in range(shards) if not _shard_path(folder, s).exists()]
-    with progress_bar("{task.fields[rate]:.1f} items/s") as progress:
-        task = progress.add_task("caching hidden states", total=data.num_items, rate=0.0)
-        progress.update(task, advance=data.num_items - sum(_shard_rows(record, s) for s in todo))
+    todo = [s for s in world.shard(record["shards"]).tolist() if not _shard_path(folder, s).exists()]
+    mine = sum(_shard_rows(record, s) for s in world.shard(record["shards"]).tolist())
+    with progress_bar(
+        "{task.fields[rate]:.1f} items/s", console=Console(stderr=True, quiet=not world.main)
+    ) as progress:
+        task = progress.add_task("caching hidden states", total=mine, rate=0.0)
+        progress.update(task, advance=mine - sum(_shard_rows(record, s) for s in todo))
         started, done = time.perf_counter(), 0
 
         def advance(items: int) -> None:
@@ -182,6 +190,7 @@ def build_cache(
             _write_shard(model, encoder, folder, record, shard, batch_size, device, advance)
             if on_shard:
                 on_shard(shard)
+    world.barrier()
     cache = open_cache(model, data)
     assert cache is not None, "every shard was written"
     return cache
@@ -241,13 +250,21 @@ def _write_shard(
     os.replace(tmp, path)
 
 
-def attach_cache(model: Recommender, data: PreparedData, *, build: bool, batch_size: int, device: torch.device) -> None:
+def attach_cache(
+    model: Recommender,
+    data: PreparedData,
+    *,
+    build: bool,
+    batch_size: int,
+    device: torch.device,
+    world: World | None = None,
+) -> None:
     """Let the item encoder read cached states if its recipe wants them: the existing cache, or (build) a new one."""
     encoder = caching_encoder(model)
     if encoder is None or not getattr(encoder, "wants_cache", True):
         return
     cache = open_cache(model, data)
     if cache is None and build:
-        cache = build_cache(model, data, batch_size=batch_size, device=device)
+        cache = build_cache(model, data, batch_size=batch_size, device=device, world=world)
     if cache is not None:
         encoder.use_cache(cache)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
 
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
 from once.data.files import write_json
 from once.data.prepare import PreparedData, prepare
-from once.data.sampling import TrainingSamples, training_batches
+from once.data.sampling import TrainingSamples, prefetched, training_batches
+from once.distributed import World, init_world
 from once.errors import DataError, Interrupted, OnceError
-from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics, user_groups
+from once.evaluate import autocast, evaluate, evaluation_settings, score_split, split_metrics, user_groups
 from once.model import Recommender, build_recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
@@ -38,7 +42,11 @@ class TrainResult:
     test_groups: dict[str, dict[str, float]]  # cold and warm users apart
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, world: World | None = None) -> torch.device:
+    """The recipe's device; under torchrun with GPUs, this rank's GPU."""
+    world = world or World()
+    if world.distributed and name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", world.local_rank)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -60,10 +68,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class Trainer:
     """Trains one recipe; every file it writes goes into the run directory it is given."""
 
-    def __init__(self, resolved: ResolvedRecipe, data: PreparedData, console: Console) -> None:
+    def __init__(
+        self, resolved: ResolvedRecipe, data: PreparedData, console: Console, world: World | None = None
+    ) -> None:
         self.resolved, self.data, self.console = resolved, data, console
+        self.world = world or World()
         self.recipe = resolved.recipe
-        self.device = pick_device(self.recipe.device)
+        self.device = pick_device(self.recipe.device, self.world)
         for split in ("train", "dev"):
             if split not in data.splits:
                 raise DataError(f"the dataset has no {split} split, which training needs")
@@ -72,7 +83,17 @@ class Trainer:
             raise DataError("the dev split has no labeled clicks, so epochs cannot be compared or stopped early")
         torch.manual_seed(self.recipe.seed)
         self.model: Recommender = build_recommender(resolved, data).to(self.device)
-        attach_cache(self.model, data, build=True, batch_size=resolved.recipe.eval.batch_size, device=self.device)
+        attach_cache(
+            self.model,
+            data,
+            build=True,
+            batch_size=resolved.recipe.eval.batch_size,
+            device=self.device,
+            world=self.world,
+        )
+        if self.recipe.compile:
+            self.model.item_encoder.compile(dynamic=True)
+            self.model.user_encoder.compile(dynamic=True)
         train = self.recipe.train
         groups = parameter_groups(self.model, train.lr)
         if not groups and train.epochs:
@@ -87,7 +108,12 @@ class Trainer:
         self.samples = TrainingSamples.from_split(split)
         if not len(self.samples):
             raise DataError("the training split has no clicked candidates to learn from")
-        self.histories = split.history.all_padded(train.max_history)
+        self.forward = self.model
+        if self.world.distributed and groups:
+            # parts a batch may leave unused (a masked view, LoRA's frozen base, profile fusion without profiles)
+            # must not stall the gradient all-reduce
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=True)
 
     def resume(self, run: Run) -> None:
         self.state = load_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler)
@@ -95,14 +121,14 @@ class Trainer:
     def fit(self, run: Run, on_epoch_end: EpochCallback | None = None) -> None:
         train = self.recipe.train
         if train.epochs == 0:  # a training-free model: its initial state is the one to test
-            save_model(run.path / BEST, self.model)
+            if self.world.main:
+                save_model(run.path / BEST, self.model)
+            self.world.barrier()
             return
         while self.state["epoch"] < train.epochs and not self._stopped_early():
             epoch = self.state["epoch"]
             record = self._train_epoch(epoch)
-            record["dev"] = evaluate(
-                self.model, self.data.splits["dev"], **evaluation_settings(self.resolved, self.data, self.device)
-            )
+            record["dev"] = evaluate(self.model, self.data.splits["dev"], **self._evaluation_settings())
             self._finish_epoch(run, record)
             if on_epoch_end:
                 on_epoch_end(record)
@@ -128,28 +154,54 @@ class Trainer:
             "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.0f} samples/s", console=self.console
         ) as progress:
             task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss=float("nan"), rate=0.0)
-            stream = training_batches(self.samples, self.histories, split.user_ids, negatives, order, train.batch_size)
-            for step, batch in enumerate(stream):
-                if step == batches:
-                    break
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                scores = self.model(batch["history"], batch["candidates"], batch["users"])
-                target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
-                loss = F.cross_entropy(scores, target)
-                (loss / train.accumulate).backward()
-                if (step + 1) % train.accumulate == 0 or step + 1 == batches:
-                    self._optimizer_step()
-                total_loss += loss.item() * len(scores)
-                seen += len(scores)
-                rate = seen / (time.perf_counter() - started)
-                progress.update(task, advance=1, loss=total_loss / seen, rate=rate)
+            stream = training_batches(
+                self.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
+            )
+            ahead = contextlib.closing(prefetched(islice(stream, batches), train.prefetch))
+            with ahead as ready:
+                for step, batch in enumerate(ready):
+                    syncing = (step + 1) % train.accumulate == 0 or step + 1 == batches
+                    loss, rows = self.step(batch, syncing)
+                    total_loss += loss * rows
+                    seen += rows
+                    rate = seen * self.world.size / (time.perf_counter() - started)
+                    progress.update(task, advance=1, loss=total_loss / seen, rate=rate)
         seconds = time.perf_counter() - started
+        total_loss, seen = self.world.all_sum([total_loss, seen])
         return {
             "epoch": epoch + 1,
             "train_loss": total_loss / seen,
             "samples_per_s": seen / seconds,
             "seconds": seconds,
         }
+
+    def step(self, batch: dict[str, torch.Tensor], syncing: bool = True) -> tuple[float, int]:
+        """Forward and backward for this rank's share of one global batch, and an optimizer step when `syncing`
+        (the last batch of an accumulated step). Returns the share's mean loss and its size."""
+        # weighting each share by its size makes DDP's average of the ranks' gradients the gradient of the global
+        # batch's mean loss, however the batch divides among ranks
+        world, rows = self.world, len(batch["candidates"])
+        share = world.shard(rows) if rows >= world.size else np.arange(rows)
+        weight = len(share) * world.size / rows if rows >= world.size else 1.0
+        batch = {k: v[share].to(self.device, non_blocking=True) for k, v in batch.items()}
+        with self._no_sync(not syncing):
+            with autocast(self.device, self.recipe.precision):
+                scores = self.forward(batch["history"], batch["candidates"], batch["users"])
+            target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
+            loss = F.cross_entropy(scores.float(), target)
+            (loss * weight / self.recipe.train.accumulate).backward()
+        if syncing:
+            self._optimizer_step()
+        return loss.item(), len(scores)
+
+    def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, no gradient all-reduce for the batches an accumulated step adds up before its last."""
+        if skip and isinstance(self.forward, DistributedDataParallel):
+            return self.forward.no_sync()
+        return contextlib.nullcontext()
+
+    def _evaluation_settings(self) -> dict[str, Any]:
+        return evaluation_settings(self.resolved, self.data, self.device, self.world)
 
     def _optimizer_step(self) -> None:
         if self.recipe.train.max_grad_norm:
@@ -159,17 +211,22 @@ class Trainer:
         self.optimizer.zero_grad()
 
     def _finish_epoch(self, run: Run, record: dict[str, Any]) -> None:
+        """Keep the best weights and the training state; under torchrun rank 0 writes, the others wait."""
         metric = self.recipe.train.metric
         value = record["dev"][metric]
-        if self.state["best"] is None or value > self.state["best"]:
+        improved = self.state["best"] is None or value > self.state["best"]
+        if improved:
             self.state.update(best=value, best_epoch=record["epoch"], bad_epochs=0)
-            save_model(run.path / BEST, self.model)
         else:
             self.state["bad_epochs"] += 1
         self.state["epoch"] = record["epoch"]
         self.state["records"].append(record)
-        run.write_epochs(self.state["records"])
-        save_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
+        if self.world.main:
+            if improved:
+                save_model(run.path / BEST, self.model)
+            run.write_epochs(self.state["records"])
+            save_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
+        self.world.barrier()
 
     def test(self, run: Run) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
         """Test metrics of the best epoch, and the same for cold and warm users apart (when both are present)."""
@@ -177,15 +234,16 @@ class Trainer:
         if split is None or not split.labeled:
             return None, {}
         load_model(run.path / BEST, self.model)
-        scores = score_split(self.model, split, **evaluation_settings(self.resolved, self.data, self.device))
+        scores = score_split(self.model, split, **self._evaluation_settings())
         metrics = split_metrics(split, scores)
-        write_json(run.path / TEST, metrics)
         groups = {}
         for name, rows in user_groups(split, self.recipe.augment.cold_history).items():
             if 0 < len(rows) < len(split):
                 groups[name] = {**split_metrics(split, scores, rows), "impressions": len(rows)}
-        if groups:
-            write_json(run.path / TEST_GROUPS, groups)
+        if self.world.main:
+            write_json(run.path / TEST, metrics)
+            if groups:
+                write_json(run.path / TEST_GROUPS, groups)
         return metrics, groups
 
 
@@ -199,12 +257,17 @@ def train(
     on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
     """Train a recipe into a new run directory under `runs_root`, or continue the run at `resume`."""
-    console = console or Console(stderr=True)
-    data = prepare(resolved)
-    for note in data.notes:
-        log.warning(note)
-    trainer = Trainer(resolved, data, console)  # built before the run directory: a bad recipe leaves nothing behind
-    run = Run.open(resume) if resume else Run.create(runs_root, resolved, plugins or {})
+    world = init_world(use_cuda=resolved.recipe.device in ("auto", "cuda") and torch.cuda.is_available())
+    console = console or Console(stderr=True, quiet=not world.main)
+    data = prepare_once(resolved, world)
+    if world.main:
+        for note in data.notes:
+            log.warning(note)
+    trainer = Trainer(resolved, data, console, world)  # built before the run directory: a bad recipe leaves nothing
+    run = Run.open(resume) if resume else None
+    if run is None:  # rank 0 creates the run directory; the others learn its path
+        path = str(Run.create(runs_root, resolved, plugins or {}).path) if world.main else ""
+        run = Run(Path(world.broadcast(path)))
     if resume and (run.path / STATE).exists():
         trainer.resume(run)
     try:
@@ -216,3 +279,11 @@ def train(
             hint=f"Continue with: once train --resume {run.path}",
         ) from None
     return TrainResult(run, trainer.state["records"], *trainer.test(run))
+
+
+def prepare_once(resolved: ResolvedRecipe, world: World) -> PreparedData:
+    """The tokenized data; under torchrun rank 0 tokenizes first and the other ranks then read its files."""
+    if world.main:
+        data = prepare(resolved)
+    world.barrier()
+    return data if world.main else prepare(resolved)

@@ -35,8 +35,8 @@ def test_recommendations_are_the_models_best_unseen_items(trained):
     assert scores == sorted(scores, reverse=True)
     # the same scores as the full model on that user's latest history
     split, row = trained._latest[trained.user_index(user)]
-    history_tensor = torch.from_numpy(trained.data.splits[split].history[row]).unsqueeze(0)
-    users = torch.from_numpy(trained.data.splits[split].user_ids[row : row + 1])
+    history_tensor = torch.tensor(trained.data.splits[split].history[row]).unsqueeze(0)
+    users = torch.tensor(trained.data.splits[split].user_ids[row : row + 1])
     with torch.no_grad():
         full = trained.model(history_tensor, torch.tensor([items]), users)[0]
     torch.testing.assert_close(full, torch.tensor(scores), rtol=1e-5, atol=1e-5)

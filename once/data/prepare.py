@@ -27,7 +27,7 @@ from once.progress import tracked
 from once.recipe import AugmentSection, ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 
 
 class Tokenizer(Protocol):
@@ -199,7 +199,7 @@ def _write(
         save_file({"profiles": matrix}, str(folder / "users.safetensors"))
     user_index = {u: i for i, u in enumerate(users)}
     for name, impressions in corpus.splits.items():
-        _write_split(folder / f"{name}.safetensors", impressions, user_index)
+        _write_split(folder / name, impressions, user_index)
     write_json(
         folder / "meta.json",
         {
@@ -229,8 +229,9 @@ def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, de
     return matrix
 
 
-def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
-    tensors = {
+def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
+    """One split as contiguous .npy arrays in `folder`, read back as memory maps (shared by every process)."""
+    arrays = {
         "user_ids": np.array([user_index[u] for u in impressions.user_ids], dtype=np.int64),
         "history.values": impressions.history.values,
         "history.offsets": impressions.history.offsets,
@@ -239,7 +240,9 @@ def _write_split(path: Path, impressions: Impressions, user_index: dict[str, int
         "labels.values": impressions.labels.values.astype(np.int8),
         "real_history": impressions.history.lengths - (0 if impressions.synthetic is None else impressions.synthetic),
     }
-    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, str(path))
+    folder.mkdir()
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _read(folder: Path, key: str) -> PreparedData:
@@ -249,7 +252,7 @@ def _read(folder: Path, key: str) -> PreparedData:
     profiles_file = folder / "users.safetensors"
     splits = {}
     for name, impression_ids in meta["impression_ids"].items():
-        t = {k: v.numpy() for k, v in load_file(str(folder / f"{name}.safetensors")).items()}
+        t = {path.stem: np.load(path, mmap_mode="r") for path in (folder / name).glob("*.npy")}
         candidates = Ragged(t["candidates.values"], t["candidates.offsets"])
         splits[name] = Split(
             impression_ids,

@@ -1,0 +1,257 @@
+"""Training and evaluation throughput, peak memory and the share of this machine's matmul peak, per model.
+
+    python bench/throughput.py [--corpora goodreads mind-small] [--models nrms naml lstur dire] [--steps 30]
+                               [--write docs/benchmarks.md]
+
+Corpora: the Goodreads-MIND 5,000-user benchmark (built like bench/goodreads.py does) with the built-in
+`goodreads-*` recipes, and a synthetic corpus of MIND-small's size (`once data demo --set size=mind-small`:
+65,238 items, 50,000 users, 250,000 impressions) with the built-in `demo-*` recipes. `dire` is a tiny random
+LLaMA (4 layers, hidden 128) with its lower 3 layers cached and the top one tuned with LoRA.
+
+Each (corpus, model) runs in its own process, so each peak memory is its own. Training speed is measured with
+the trainer's own step on the same batches for each variant, side by side in that process:
+- the engine's path: each distinct item of a batch encoded once, histories as wide as the batch's longest,
+  batches built in a background thread;
+- every occurrence: each history slot and candidate encoded, histories padded to `train.max_history` (how
+  fixed-size implementations batch); also each of the two savings alone, no prefetching, bf16 autocast and
+  torch.compile.
+Evaluation scores the dev split through the fast path (items and distinct users encoded once, then lookups)
+and through the full model per impression, and checks the two AUCs agree. The machine's peak is measured with
+a large fp32 matmul at the start of the run; a model's FLOPs per impression are counted by
+torch.utils.flop_counter on one training step (forward and backward; matmuls and attention, not lookups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from goodreads import DEFAULT_BUILDER, build_benchmark, peak_mb, write_section  # noqa: E402
+
+MODELS = ("nrms", "naml", "lstur", "dire")
+CORPORA = ("goodreads", "mind-small")
+TINY_LLAMA = {"layers": 4, "hidden": 128}
+
+
+def recipe_for(corpus: str, model: str, goodreads: Path | None) -> tuple[str, list[str]]:
+    """The built-in recipe and overrides of one benchmark row."""
+    from once.data.files import cache_root
+    from once_plugins.demo import TOPICS
+    from once_plugins.lm_tiny import write_tiny_model
+
+    overrides = ["device=cpu"]
+    if model == "dire":
+        folder = cache_root() / "bench-models" / "llama-{layers}x{hidden}".format(**TINY_LLAMA)
+        if not (folder / "config.json").exists():
+            texts = [" ".join(words) for words in TOPICS.values()] * 50
+            write_tiny_model("llama", folder, texts, seed=0, **TINY_LLAMA)
+        overrides += [f"tokenizer.path={folder}", "model.item.tune_layers=1"]
+    if corpus == "goodreads":
+        recipe = "goodreads-minilm" if model == "dire" else f"goodreads-{model}"
+        overrides.append(f"dataset.path={goodreads}")
+        if model == "dire":
+            overrides += ["model.item.name=llama", "model.item.lora.rank=8", "model.item.dim=128"]
+    else:
+        recipe = "demo-llama" if model == "dire" else ("demo" if model == "nrms" else f"demo-{model}")
+        overrides.append("dataset.size=mind-small")
+    return recipe, overrides
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate in GFLOP/s, with torch's default threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict:
+    """Measure one (corpus, model) in this process."""
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from once.data.prepare import prepare
+    from once.data.sampling import prefetched, training_batches
+    from once.evaluate import evaluate, evaluation_settings
+    from once.recipe import load_recipe
+    from once.train import Trainer
+
+    recipe, overrides = recipe_for(corpus, model, goodreads)
+    resolved = load_recipe(recipe, None, overrides)
+    figures: dict = {"corpus": corpus, "model": model, "recipe": recipe, "threads": torch.get_num_threads()}
+    started = time.perf_counter()
+    data = prepare(resolved)
+    figures["prepare_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    trainer = Trainer(resolved, data, Console(stderr=True, quiet=True))  # builds the DIRE cache when missing
+    figures["setup_seconds"] = time.perf_counter() - started
+    train = resolved.recipe.train
+    split = data.splits["train"]
+    figures["clicks_per_impression"] = float((split.labels.values == 1).sum() / len(split))
+    rng = np.random.default_rng(0)
+    negatives = trainer.samples.negatives(train.negatives, data.num_items, rng)
+    order = rng.permutation(len(trainer.samples))
+    warmup = 3
+
+    def stream(full_width: bool):
+        batches = training_batches(
+            trainer.samples,
+            split.history,
+            split.user_ids,
+            negatives,
+            order,
+            train.batch_size,
+            train.max_history,
+            full_width=full_width,
+        )
+        return islice(batches, warmup + steps)
+
+    def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 2) -> float:
+        trainer.model.unique_items = unique
+        trainer.model.train()
+        with contextlib.closing(prefetched(stream(full_width), prefetch)) as batches:
+            for step, batch in enumerate(batches):
+                if step == warmup:
+                    begun, seen = time.perf_counter(), 0
+                if step >= warmup:
+                    seen += trainer.step(batch)[1]
+                else:
+                    trainer.step(batch)
+        trainer.model.unique_items = True
+        return seen / (time.perf_counter() - begun)
+
+    variants = {
+        "engine": {},
+        "every_occurrence": {"unique": False, "full_width": True},
+        "unique_full_width": {"full_width": True},
+        "trimmed_every_occurrence": {"unique": False},
+        "no_prefetch": {"prefetch": 0},
+    }
+    samples_per_s()  # warm-up: allocator, caches and threads settle before anything is timed
+    speed = {name: samples_per_s(**options) for name, options in variants.items()}
+    speed["engine_again"] = samples_per_s()  # the same path later in the run: how much the machine drifted
+    trainer.recipe = resolved.recipe.model_copy(update={"precision": "bf16"})
+    speed["bf16"] = samples_per_s()
+    trainer.recipe = resolved.recipe
+    batch = next(iter(stream(False)))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _, rows = trainer.step(batch)
+    figures["gflop_per_sample"] = counter.get_total_flops() / rows / 1e9
+    dev = data.splits["dev"]
+    settings = evaluation_settings(resolved, data, torch.device("cpu"))
+    for name, fast in (("fast", True), ("plain", False)):
+        begun = time.perf_counter()
+        metrics = evaluate(trainer.model, dev, fast=fast, **settings)
+        figures[f"dev_{name}_seconds"] = time.perf_counter() - begun
+        figures[f"dev_{name}_auc"] = metrics["auc"]
+    try:  # last: compiled encoders stay compiled
+        trainer.model.item_encoder.compile(dynamic=True)
+        trainer.model.user_encoder.compile(dynamic=True)
+        speed["compiled"] = samples_per_s()
+    except Exception as error:  # noqa: BLE001 - a compiler the machine lacks is a figure, not a failure
+        figures["compile_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    figures["train_samples_per_s"] = speed
+    figures["train_impressions_per_s"] = speed["engine"] / figures["clicks_per_impression"]
+
+    figures["dev_impressions"] = len(dev)
+    figures["peak_mb"] = peak_mb()
+    return figures
+
+
+def report(rows: list[dict], peak: float, steps: int) -> str:
+    lines = [
+        f"Machine: fp32 matmul peak {peak:.1f} GFLOP/s measured in this run ({rows[0]['threads']} threads);"
+        f" {steps} timed training steps per variant.",
+        "",
+        "| corpus | model | train imp/s | vs every occurrence | eval imp/s (dev) | fast vs full-model eval | peak MB"
+        " | GFLOP/imp | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        speed = row["train_samples_per_s"]
+        achieved = row["gflop_per_sample"] * speed["engine"]
+        lines.append(
+            f"| {row['corpus']} | {row['model']} | {row['train_impressions_per_s']:.0f}"
+            f" | {speed['engine'] / speed['every_occurrence']:.2f}x"
+            f" | {row['dev_impressions'] / row['dev_fast_seconds']:.0f}"
+            f" | {row['dev_plain_seconds'] / row['dev_fast_seconds']:.1f}x"
+            f" ({row['dev_fast_seconds']:.2f} s vs {row['dev_plain_seconds']:.1f} s)"
+            f" | {row['peak_mb']:.0f} | {row['gflop_per_sample'] * row['clicks_per_impression']:.3f}"
+            f" | {100 * achieved / peak:.1f}% |"
+        )
+    lines += [
+        "",
+        "Side by side, training samples/s of each variant over the engine's path (same batches, same process):",
+        "",
+        "| corpus | model | unique items only | trimmed histories only | no prefetch | bf16 autocast"
+        " | torch.compile | engine path again | eval AUC fast / full |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        speed = row["train_samples_per_s"]
+
+        def ratio(name: str, speed: dict = speed) -> str:
+            return f"{speed[name] / speed['every_occurrence']:.2f}x" if name in speed else "-"
+
+        def relative(name: str, speed: dict = speed) -> str:
+            return f"{speed[name] / speed['engine']:.2f}" if name in speed else "failed"
+
+        lines.append(
+            f"| {row['corpus']} | {row['model']} | {ratio('unique_full_width')} | {ratio('trimmed_every_occurrence')}"
+            f" | {relative('no_prefetch')} | {relative('bf16')} | {relative('compiled')}"
+            f" | {relative('engine_again')} | {row['dev_fast_auc']:.4f} / {row['dev_plain_auc']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpora", nargs="*", default=list(CORPORA), choices=CORPORA)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per variant")
+    parser.add_argument("--users", type=int, default=5000, help="Goodreads-MIND users")
+    parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
+    parser.add_argument("--write", type=Path, help="replace the throughput section of this markdown file")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: CORPUS MODEL, print JSON
+    parser.add_argument("--goodreads", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(*args.one, args.goodreads, args.steps)))
+        return
+    peak = matmul_peak()
+    goodreads = build_benchmark(args.builder, args.users, 0, "none") if "goodreads" in args.corpora else None
+    rows = []
+    for corpus in args.corpora:
+        for model in args.models:
+            print(f"running {corpus} {model} ...", file=sys.stderr, flush=True)
+            command = [sys.executable, __file__, "--one", corpus, model, "--steps", str(args.steps)]
+            if goodreads:
+                command += ["--goodreads", str(goodreads)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{corpus} {model} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    text = report(rows, peak, args.steps)
+    text += f"\n\nCommand: `python bench/throughput.py --steps {args.steps}`"
+    print(text)
+    if args.write:
+        write_section(args.write, "throughput", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Speed and scale: torchrun with the gloo backend on CPU matches one process; the fast paths match the plain ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+from once.data.prepare import prepare
+from once.data.sampling import prefetched
+from once.evaluate import evaluate, score_split
+from once.model import build_recommender
+from once.recipe import load_recipe
+from once.states import build_cache
+from once.train import train
+from once_plugins.demo import DemoOptions
+from once_plugins.lm_tiny import write_tiny_model
+
+DDP = [*TINY, "model.item.dropout=0", "train.epochs=3", "train.patience=5"]
+
+
+def torchrun(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 -m once ARGS`: two CPU processes joined by gloo."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*command, "-m", "once", *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [f"--set={o}" for o in overrides]
+
+
+def epochs(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory) -> Path:
+    """The demo trained by two processes (global batch 32: 16 per rank)."""
+    out = tmp_path_factory.mktemp("ddp")
+    torchrun("train", "demo", *sets(DDP), "--out", str(out / "runs"), cwd=out)
+    (run_dir,) = (out / "runs").iterdir()
+    return run_dir
+
+
+def test_two_gloo_processes_reach_the_metrics_of_one_process(distributed_run, registry, tmp_path, one_thread):
+    single = train(load_recipe("demo", registry, DDP), runs_root=tmp_path)
+    multi = epochs(distributed_run)
+    assert len(multi) == len(single.epochs) == 3
+    # the same global batches and gradients: the first epoch's loss agrees to float rounding; Adam then lets the
+    # rounding differences of two summation orders grow a little
+    assert multi[0]["train_loss"] == pytest.approx(single.epochs[0]["train_loss"], abs=1e-4)
+    for ours, theirs in zip(multi, single.epochs, strict=True):
+        assert ours["dev"]["auc"] == pytest.approx(theirs["dev"]["auc"], abs=5e-3)
+    test = json.loads((distributed_run / "test_metrics.json").read_text())
+    assert test["auc"] == pytest.approx(single.test["auc"], abs=5e-3)
+    assert test["auc"] > 0.7  # and both learned
+    # rank 0 wrote one run directory, with everything a single-process run has
+    assert {p.name for p in distributed_run.parent.iterdir()} == {distributed_run.name}
+    assert {p.name for p in distributed_run.iterdir()} == {p.name for p in single.run.path.iterdir()}
+
+
+def test_a_killed_distributed_run_resumes_to_the_same_result(distributed_run, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "once"]
+    process = subprocess.Popen(
+        [*command, "train", "demo", *sets(DDP), "--out", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("demo-*/state.safetensors")) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # every rank dies at once, after the first epoch's checkpoint
+    process.wait()
+    (run_dir,) = tmp_path.glob("demo-*")
+    assert len(epochs(run_dir)) < 3
+    torchrun("train", "--resume", str(run_dir), cwd=tmp_path)
+    resumed, whole = epochs(run_dir), epochs(distributed_run)
+    assert len(resumed) == len(whole) == 3
+    for ours, theirs in zip(resumed, whole, strict=True):
+        assert ours["dev"] == pytest.approx(theirs["dev"], abs=1e-6)
+    expected = json.loads((distributed_run / "test_metrics.json").read_text())
+    assert json.loads((run_dir / "test_metrics.json").read_text()) == pytest.approx(expected, abs=1e-6)
+
+
+def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path, one_thread):
+    texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
+    model_dir = write_tiny_model("llama", tmp_path / "llama", texts, layers=3, hidden=32, seed=1)
+    overrides = [
+        "dataset.items=300",
+        "dataset.users=200",
+        "dataset.impressions=2",
+        "items.text.prompt=16",
+        "model.item.dim=16",
+        "model.item.query_dim=16",
+        "model.item.lora.dropout=0",
+        "model.user.heads=2",
+        "model.user.head_dim=8",
+        "model.user.query_dim=16",
+        "train.epochs=1",
+        "train.batch_size=32",
+        "device=cpu",
+        f"tokenizer.path={model_dir}",
+    ]
+    split_dir, whole_dir = tmp_path / "split-cache", tmp_path / "whole-cache"
+    torchrun(
+        "cache",
+        "demo-llama",
+        *sets([*overrides, f"model.item.cache_dir={split_dir}"]),
+        "--shard-items=50",
+        cwd=tmp_path,
+    )
+    resolved = load_recipe("demo-llama", registry, [*overrides, f"model.item.cache_dir={whole_dir}"])
+    data = prepare(resolved)
+    build_cache(build_recommender(resolved, data), data, batch_size=32, device=torch.device("cpu"), shard_items=50)
+    shards = sorted(p.name for p in split_dir.glob("*.npy"))
+    assert len(shards) == -(-data.num_items // 50) >= 4  # each rank wrote every other shard
+    for name in shards:
+        assert (split_dir / name).read_bytes() == (whole_dir / name).read_bytes(), name
+
+    # LoRA on the cached states under DDP: the same first-epoch loss as one process
+    torchrun("train", "demo-llama", *sets([*overrides, f"model.item.cache_dir={split_dir}"]), "--out=ddp", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "ddp").iterdir()
+    single = train(resolved, runs_root=tmp_path / "single")
+    assert epochs(run_dir)[0]["train_loss"] == pytest.approx(single.epochs[0]["train_loss"], abs=1e-4)
+    assert epochs(run_dir)[0]["dev"]["auc"] == pytest.approx(single.epochs[0]["dev"]["auc"], abs=5e-3)
+
+
+def test_unique_item_encoding_and_trimmed_batches_give_the_scores_of_every_occurrence(tiny):
+    resolved = tiny("model.item.dropout=0")
+    data = prepare(resolved)
+    model = build_recommender(resolved, data).eval()
+    split = data.splits["dev"]
+    history = torch.from_numpy(split.history.all_padded(20))
+    wide = torch.nn.functional.pad(history, (0, 30))  # padded to max_history and beyond, as fixed-size inputs are
+    candidates = torch.from_numpy(split.candidates.padded(np.arange(len(split)), 15))
+    users = torch.tensor(split.user_ids)
+    with torch.no_grad():
+        unique = model(history, candidates, users)
+        model.unique_items = False
+        every = model(wide, candidates, users)
+    torch.testing.assert_close(unique, every, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_scoring_is_close_to_fp32(tiny):
+    resolved = tiny()
+    data = prepare(resolved)
+    model = build_recommender(resolved, data)
+    kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
+    split = data.splits["dev"]
+    full = score_split(model, split, **kwargs)
+    half = score_split(model, split, precision="bf16", **kwargs)
+    assert max(np.abs(a - b).max() for a, b in zip(full, half, strict=True)) < 0.05
+    assert evaluate(model, split, precision="bf16", **kwargs)["auc"] == pytest.approx(
+        evaluate(model, split, **kwargs)["auc"], abs=0.01
+    )
+
+
+def test_bf16_training_runs_from_the_recipe(tiny, tmp_path):
+    result = train(tiny("precision=bf16", "train.epochs=1"), runs_root=tmp_path)
+    assert result.test["auc"] > 0.55
+
+
+def test_prepared_splits_are_memory_mapped(tiny):
+    split = prepare(tiny()).splits["train"]
+    for array in (split.user_ids, split.history.values, split.candidates.offsets, split.labels.values):
+        assert isinstance(array, np.memmap) and not array.flags.writeable
+
+
+def test_prefetching_keeps_order_raises_errors_and_stops_when_closed():
+    assert list(prefetched(iter(range(100)), 3)) == list(range(100))
+    assert list(prefetched(iter(range(5)), 0)) == list(range(5))
+
+    def failing():
+        yield 1
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(prefetched(failing(), 2))
+    produced = []
+
+    def endless():
+        for i in range(10**9):
+            produced.append(i)
+            yield i
+
+    before = threading.active_count()
+    ahead = prefetched(endless(), 2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert threading.active_count() == before
+    assert len(produced) < 10  # the thread stopped a few batches ahead
+
+
+def test_the_mind_small_preset_and_explicit_options():
+    preset = DemoOptions(size="mind-small")
+    assert (preset.items, preset.users, preset.impressions, preset.candidates) == (65_238, 50_000, 3, 37)
+    assert DemoOptions(size="mind-small", users=10).users == 10  # explicit options win
+    assert DemoOptions().items == 3000
