@@ -76,7 +76,54 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict:
+def head(split, n: int):
+    """The first n impressions of a split."""
+    from dataclasses import replace
+
+    from once.data.tables import Ragged
+
+    def first(ragged: Ragged) -> Ragged:
+        return Ragged(ragged.values[: ragged.offsets[n]], ragged.offsets[: n + 1])
+
+    return replace(
+        split,
+        impression_ids=split.impression_ids[:n],
+        user_ids=split.user_ids[:n],
+        history=first(split.history),
+        candidates=first(split.candidates),
+        labels=first(split.labels),
+        real_history=split.real_history[:n],
+    )
+
+
+def reset_peak() -> None:
+    """Start a new peak-memory measurement (Linux: VmHWM back to the current resident size)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def every_occurrence_scores(model, split, max_history: int, batch_size: int) -> list:
+    """The straightforward way to score a split: the full model on batches of impressions, every history slot
+    (padded to max_history) and every candidate encoded, as fixed-size implementations do."""
+    import numpy as np
+    import torch
+
+    model.eval()
+    model.unique_items = False
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(split)))
+            lengths = split.candidates.lengths[rows]
+            history = torch.from_numpy(split.history.padded(rows, max_history))
+            candidates = torch.from_numpy(split.candidates.padded(rows, int(lengths.max())))
+            batch = model(history, candidates, torch.tensor(split.user_ids[rows])).numpy()
+            scores.extend(batch[i, :length] for i, length in enumerate(lengths))
+    model.unique_items = True
+    return scores
+
+
+def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_impressions: int) -> dict:
     """Measure one (corpus, model) in this process."""
     import numpy as np
     import torch
@@ -85,7 +132,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict
 
     from once.data.prepare import prepare
     from once.data.sampling import prefetched, training_batches
-    from once.evaluate import evaluate, evaluation_settings
+    from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics
     from once.recipe import load_recipe
     from once.train import Trainer
 
@@ -141,7 +188,10 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict
         "no_prefetch": {"prefetch": 0},
     }
     samples_per_s()  # warm-up: allocator, caches and threads settle before anything is timed
-    speed = {name: samples_per_s(**options) for name, options in variants.items()}
+    reset_peak()
+    speed = {"engine": samples_per_s()}
+    figures["train_peak_mb"] = peak_mb()
+    speed.update({name: samples_per_s(**options) for name, options in variants.items() if name != "engine"})
     speed["engine_again"] = samples_per_s()  # the same path later in the run: how much the machine drifted
     trainer.recipe = resolved.recipe.model_copy(update={"precision": "bf16"})
     speed["bf16"] = samples_per_s()
@@ -153,11 +203,26 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict
     figures["gflop_per_sample"] = counter.get_total_flops() / rows / 1e9
     dev = data.splits["dev"]
     settings = evaluation_settings(resolved, data, torch.device("cpu"))
-    for name, fast in (("fast", True), ("plain", False)):
+    reset_peak()
+    begun = time.perf_counter()
+    figures["dev_auc"] = evaluate(trainer.model, dev, fast=True, **settings)["auc"]
+    figures["dev_seconds"] = time.perf_counter() - begun
+    figures["dev_impressions"] = len(dev)
+    figures["eval_peak_mb"] = peak_mb()
+    sample = head(dev, min(len(dev), eval_impressions))
+    scorers = {
+        "fast": lambda: score_split(trainer.model, sample, fast=True, **settings),
+        "plain": lambda: score_split(trainer.model, sample, fast=False, **settings),
+        "every_occurrence": lambda: every_occurrence_scores(
+            trainer.model, sample, train.max_history, settings["batch_size"]
+        ),
+    }
+    figures["sample_impressions"] = len(sample)
+    for name, scorer in scorers.items():
         begun = time.perf_counter()
-        metrics = evaluate(trainer.model, dev, fast=fast, **settings)
-        figures[f"dev_{name}_seconds"] = time.perf_counter() - begun
-        figures[f"dev_{name}_auc"] = metrics["auc"]
+        scores = scorer()
+        figures[f"sample_{name}_seconds"] = time.perf_counter() - begun
+        figures[f"sample_{name}_auc"] = split_metrics(sample, scores)["auc"]
     try:  # last: compiled encoders stay compiled
         trainer.model.item_encoder.compile(dynamic=True)
         trainer.model.user_encoder.compile(dynamic=True)
@@ -166,9 +231,6 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int) -> dict
         figures["compile_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     figures["train_samples_per_s"] = speed
     figures["train_impressions_per_s"] = speed["engine"] / figures["clicks_per_impression"]
-
-    figures["dev_impressions"] = len(dev)
-    figures["peak_mb"] = peak_mb()
     return figures
 
 
@@ -177,43 +239,47 @@ def report(rows: list[dict], peak: float, steps: int) -> str:
         f"Machine: fp32 matmul peak {peak:.1f} GFLOP/s measured in this run ({rows[0]['threads']} threads);"
         f" {steps} timed training steps per variant.",
         "",
-        "| corpus | model | train imp/s | vs every occurrence | eval imp/s (dev) | fast vs full-model eval | peak MB"
-        " | GFLOP/imp | % of peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| corpus | model | train imp/s | train vs every occurrence | % of peak | GFLOP/imp | train peak MB"
+        " | dev imp/s (fast eval) | dev s | eval peak MB | fast eval vs every occurrence | fast eval vs full model |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speed = row["train_samples_per_s"]
         achieved = row["gflop_per_sample"] * speed["engine"]
+        fast = row["sample_fast_seconds"]
         lines.append(
             f"| {row['corpus']} | {row['model']} | {row['train_impressions_per_s']:.0f}"
-            f" | {speed['engine'] / speed['every_occurrence']:.2f}x"
-            f" | {row['dev_impressions'] / row['dev_fast_seconds']:.0f}"
-            f" | {row['dev_plain_seconds'] / row['dev_fast_seconds']:.1f}x"
-            f" ({row['dev_fast_seconds']:.2f} s vs {row['dev_plain_seconds']:.1f} s)"
-            f" | {row['peak_mb']:.0f} | {row['gflop_per_sample'] * row['clicks_per_impression']:.3f}"
-            f" | {100 * achieved / peak:.1f}% |"
+            f" | **{speed['engine'] / speed['every_occurrence']:.2f}x** | {100 * achieved / peak:.1f}%"
+            f" | {row['gflop_per_sample'] * row['clicks_per_impression']:.3f} | {row['train_peak_mb']:.0f}"
+            f" | {row['dev_impressions'] / row['dev_seconds']:.0f} | {row['dev_seconds']:.1f}"
+            f" | {row['eval_peak_mb']:.0f}"
+            f" | **{row['sample_every_occurrence_seconds'] / fast:.1f}x** ({fast:.2f} s vs"
+            f" {row['sample_every_occurrence_seconds']:.1f} s) | {row['sample_plain_seconds'] / fast:.1f}x"
+            f" ({row['sample_plain_seconds']:.1f} s) |"
         )
     lines += [
         "",
-        "Side by side, training samples/s of each variant over the engine's path (same batches, same process):",
+        "Side by side in the same process: training samples/s of the savings alone over every occurrence, and of"
+        " each option over the engine's path; dev AUC of the three scoring paths on the compared impressions:",
         "",
-        "| corpus | model | unique items only | trimmed histories only | no prefetch | bf16 autocast"
-        " | torch.compile | engine path again | eval AUC fast / full |",
+        "| corpus | model | distinct items only | trimmed histories only | no prefetch | bf16 autocast"
+        " | torch.compile | engine path again | AUC fast / full model / every occurrence |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speed = row["train_samples_per_s"]
 
-        def ratio(name: str, speed: dict = speed) -> str:
-            return f"{speed[name] / speed['every_occurrence']:.2f}x" if name in speed else "-"
+        def over_every(name: str, speed: dict = speed) -> str:
+            return f"{speed[name] / speed['every_occurrence']:.2f}x"
 
-        def relative(name: str, speed: dict = speed) -> str:
+        def over_engine(name: str, speed: dict = speed) -> str:
             return f"{speed[name] / speed['engine']:.2f}" if name in speed else "failed"
 
         lines.append(
-            f"| {row['corpus']} | {row['model']} | {ratio('unique_full_width')} | {ratio('trimmed_every_occurrence')}"
-            f" | {relative('no_prefetch')} | {relative('bf16')} | {relative('compiled')}"
-            f" | {relative('engine_again')} | {row['dev_fast_auc']:.4f} / {row['dev_plain_auc']:.4f} |"
+            f"| {row['corpus']} | {row['model']} | {over_every('unique_full_width')}"
+            f" | {over_every('trimmed_every_occurrence')} | {over_engine('no_prefetch')} | {over_engine('bf16')}"
+            f" | {over_engine('compiled')} | {over_engine('engine_again')} | {row['sample_fast_auc']:.4f}"
+            f" / {row['sample_plain_auc']:.4f} / {row['sample_every_occurrence_auc']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -223,6 +289,9 @@ def main() -> None:
     parser.add_argument("--corpora", nargs="*", default=list(CORPORA), choices=CORPORA)
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per variant")
+    parser.add_argument(
+        "--eval-impressions", type=int, default=5000, help="dev impressions the three scoring paths are compared on"
+    )
     parser.add_argument("--users", type=int, default=5000, help="Goodreads-MIND users")
     parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
     parser.add_argument("--write", type=Path, help="replace the throughput section of this markdown file")
@@ -230,7 +299,7 @@ def main() -> None:
     parser.add_argument("--goodreads", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.goodreads, args.steps)))
+        print(json.dumps(run_one(*args.one, args.goodreads, args.steps, args.eval_impressions)))
         return
     peak = matmul_peak()
     goodreads = build_benchmark(args.builder, args.users, 0, "none") if "goodreads" in args.corpora else None
@@ -239,6 +308,7 @@ def main() -> None:
         for model in args.models:
             print(f"running {corpus} {model} ...", file=sys.stderr, flush=True)
             command = [sys.executable, __file__, "--one", corpus, model, "--steps", str(args.steps)]
+            command += ["--eval-impressions", str(args.eval_impressions)]
             if goodreads:
                 command += ["--goodreads", str(goodreads)]
             done = subprocess.run(command, capture_output=True, text=True)
@@ -247,7 +317,7 @@ def main() -> None:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     text = report(rows, peak, args.steps)
-    text += f"\n\nCommand: `python bench/throughput.py --steps {args.steps}`"
+    text += f"\n\nCommand: `python bench/throughput.py {' '.join(sys.argv[1:])}`"
     print(text)
     if args.write:
         write_section(args.write, "throughput", text)
