@@ -10,11 +10,10 @@ LLaMA (4 layers, hidden 128) with its lower 3 layers cached and the top one tune
 
 Each (corpus, model) runs in its own process, so each peak memory is its own. Training speed is measured with
 the trainer's own step on the same batches for each variant, side by side in that process:
-- the engine's path: each distinct item of a batch encoded once, histories as wide as the batch's longest,
-  batches built in a background thread;
+- the engine's path: each distinct item of a batch encoded once, histories as wide as the batch's longest;
 - every occurrence: each history slot and candidate encoded, histories padded to `train.max_history` (how
-  fixed-size implementations batch); also each of the two savings alone, no prefetching, bf16 autocast and
-  torch.compile.
+  fixed-size implementations batch); also each of the two savings alone, batches built 2 ahead in a background
+  thread (`train.prefetch: 2`), bf16 autocast and torch.compile.
 Evaluation scores the dev split through the fast path (items and distinct users encoded once, then lookups)
 and through the full model per impression, and checks the two AUCs agree. The machine's peak is measured with
 a large fp32 matmul at the start of the run; a model's FLOPs per impression are counted by
@@ -57,7 +56,7 @@ def recipe_for(corpus: str, model: str, goodreads: Path | None) -> tuple[str, li
         recipe = "goodreads-minilm" if model == "dire" else f"goodreads-{model}"
         overrides.append(f"dataset.path={goodreads}")
         if model == "dire":
-            overrides += ["model.item.name=llama", "model.item.lora.rank=8", "model.item.dim=128"]
+            overrides += ["model.item.name=llama", "model.item.lora.rank=8"]
     else:
         recipe = "demo-llama" if model == "dire" else ("demo" if model == "nrms" else f"demo-{model}")
         overrides.append("dataset.size=mind-small")
@@ -166,7 +165,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
         )
         return islice(batches, warmup + steps)
 
-    def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 2) -> float:
+    def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 0) -> float:
         trainer.model.unique_items = unique
         trainer.model.train()
         with contextlib.closing(prefetched(stream(full_width), prefetch)) as batches:
@@ -185,7 +184,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
         "every_occurrence": {"unique": False, "full_width": True},
         "unique_full_width": {"full_width": True},
         "trimmed_every_occurrence": {"unique": False},
-        "no_prefetch": {"prefetch": 0},
+        "prefetch": {"prefetch": 2},
     }
     samples_per_s()  # warm-up: allocator, caches and threads settle before anything is timed
     reset_peak()
@@ -234,10 +233,10 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     return figures
 
 
-def report(rows: list[dict], peak: float, steps: int) -> str:
+def report(rows: list[dict], steps: int) -> str:
     lines = [
-        f"Machine: fp32 matmul peak {peak:.1f} GFLOP/s measured in this run ({rows[0]['threads']} threads);"
-        f" {steps} timed training steps per variant.",
+        f"Machine peak: fp32 matmul {rows[0]['peak_gflops']:.1f} GFLOP/s, measured with a 2048 x 2048 matmul in the"
+        f" same run ({rows[0]['threads']} threads); {steps} timed training steps per variant.",
         "",
         "| corpus | model | train imp/s | train vs every occurrence | % of peak | GFLOP/imp | train peak MB"
         " | dev imp/s (fast eval) | dev s | eval peak MB | fast eval vs every occurrence | fast eval vs full model |",
@@ -246,6 +245,7 @@ def report(rows: list[dict], peak: float, steps: int) -> str:
     for row in rows:
         speed = row["train_samples_per_s"]
         achieved = row["gflop_per_sample"] * speed["engine"]
+        peak = row["peak_gflops"]
         fast = row["sample_fast_seconds"]
         lines.append(
             f"| {row['corpus']} | {row['model']} | {row['train_impressions_per_s']:.0f}"
@@ -262,7 +262,7 @@ def report(rows: list[dict], peak: float, steps: int) -> str:
         "Side by side in the same process: training samples/s of the savings alone over every occurrence, and of"
         " each option over the engine's path; dev AUC of the three scoring paths on the compared impressions:",
         "",
-        "| corpus | model | distinct items only | trimmed histories only | no prefetch | bf16 autocast"
+        "| corpus | model | distinct items only | trimmed histories only | prefetch 2 batches | bf16 autocast"
         " | torch.compile | engine path again | AUC fast / full model / every occurrence |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -277,7 +277,7 @@ def report(rows: list[dict], peak: float, steps: int) -> str:
 
         lines.append(
             f"| {row['corpus']} | {row['model']} | {over_every('unique_full_width')}"
-            f" | {over_every('trimmed_every_occurrence')} | {over_engine('no_prefetch')} | {over_engine('bf16')}"
+            f" | {over_every('trimmed_every_occurrence')} | {over_engine('prefetch')} | {over_engine('bf16')}"
             f" | {over_engine('compiled')} | {over_engine('engine_again')} | {row['sample_fast_auc']:.4f}"
             f" / {row['sample_plain_auc']:.4f} / {row['sample_every_occurrence_auc']:.4f} |"
         )
@@ -295,6 +295,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000, help="Goodreads-MIND users")
     parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
     parser.add_argument("--write", type=Path, help="replace the throughput section of this markdown file")
+    parser.add_argument("--rows", type=Path, help="keep each row here as it is measured; rows already there are reused")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: CORPUS MODEL, print JSON
     parser.add_argument("--goodreads", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -303,20 +304,31 @@ def main() -> None:
         return
     peak = matmul_peak()
     goodreads = build_benchmark(args.builder, args.users, 0, "none") if "goodreads" in args.corpora else None
+    saved = (
+        [json.loads(line) for line in args.rows.read_text().splitlines()] if args.rows and args.rows.exists() else []
+    )
     rows = []
     for corpus in args.corpora:
         for model in args.models:
+            done = [row for row in saved if (row["corpus"], row["model"]) == (corpus, model)]
+            if done:  # measured by an earlier, interrupted run of this benchmark
+                rows.append(done[-1])
+                continue
             print(f"running {corpus} {model} ...", file=sys.stderr, flush=True)
             command = [sys.executable, __file__, "--one", corpus, model, "--steps", str(args.steps)]
             command += ["--eval-impressions", str(args.eval_impressions)]
             if goodreads:
                 command += ["--goodreads", str(goodreads)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"{corpus} {model} failed:\n{done.stderr[-3000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = report(rows, peak, args.steps)
+            finished = subprocess.run(command, capture_output=True, text=True)
+            if finished.returncode:
+                sys.exit(f"{corpus} {model} failed:\n{finished.stderr[-3000:]}")
+            row = {**json.loads(finished.stdout.strip().splitlines()[-1]), "peak_gflops": peak}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if args.rows:
+                with args.rows.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    text = report(rows, args.steps)
     text += f"\n\nCommand: `python bench/throughput.py {' '.join(sys.argv[1:])}`"
     print(text)
     if args.write:

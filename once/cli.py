@@ -186,7 +186,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
 
     @app.command()
     def plugins():
-        """List every registered part: kind, name, providing distribution and version."""
+        """List every registered part: kind, name, providing distribution and version (and disabled plugins)."""
         table = Table(title="registered plugins")
         for column in ("kind", "name", "distribution", "version", "plugin"):
             table.add_column(column)
@@ -199,6 +199,9 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
                 part.plugin,
             )
         out.print(table)
+        if registry.disabled:
+            names = ", ".join(f"{name} ({distribution or '?'})" for name, distribution in registry.disabled)
+            out.print(f"disabled by ONCE_DISABLE_PLUGINS: {names}")
 
     @recipe_app.command("ls")
     def recipe_ls():

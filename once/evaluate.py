@@ -125,7 +125,7 @@ def score_split(
                 batch_scores = model(history, candidates, torch.from_numpy(users[rows]).to(device))
             batch_scores = batch_scores.float().cpu().numpy()
             scores.extend(batch_scores[i, : lengths[row]] for i, row in enumerate(rows))
-    if not world.distributed:
+    if not world.distributed or not len(split):
         return scores
     flat = world.gather(torch.from_numpy(np.concatenate(scores) if scores else np.zeros(0, np.float32))).numpy()
     order = world.order(len(split))

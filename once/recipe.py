@@ -162,7 +162,12 @@ class TrainSection(Strict):
     patience: int | None = Field(2, ge=1, description="epochs without dev improvement before stopping")
     metric: Metric = "auc"
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many optimizer steps")
-    prefetch: int = Field(2, ge=0, description="batches built ahead in a background thread (0: on demand)")
+    prefetch: int = Field(
+        0,
+        ge=0,
+        description="batches built ahead in a background thread (0: on demand; on 2 CPU cores it slowed"
+        " NRMS training, see docs/benchmarks.md)",
+    )
 
 
 class EvalSection(Strict):
@@ -195,6 +200,7 @@ SLOTS: dict[tuple[str, ...], str] = {
     ("model", "predictor"): "predictor",
 }
 NOT_FINGERPRINTED = ("description", "requires", "genre")
+MAX_RECIPE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,10 @@ def read_recipe_text(source: str | Path) -> tuple[str, str, Path | None]:
     """(text, label, folder) of a recipe file, or of a built-in recipe given by name."""
     path = Path(source)
     if path.is_file():
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"the recipe file is larger than {MAX_RECIPE_BYTES // 1_000_000} MB: not a recipe", where=str(path)
+            )
         return read_text(path), str(path), path.resolve().parent
     builtins = builtin_recipes()
     if str(source) in builtins:
@@ -291,7 +301,16 @@ def resolve_recipe(
     base_dir: Path | None = None,
     name: str = "recipe",
 ) -> ResolvedRecipe:
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"the recipe is larger than {MAX_RECIPE_BYTES // 1_000_000} MB: not a recipe", where=label)
     try:
+        for event in yaml.parse(text):  # aliases can expand a small file into a huge or endless structure
+            if isinstance(event, yaml.AliasEvent):
+                raise RecipeError(
+                    "YAML aliases (*name) are not allowed in recipes",
+                    where=f"{label}:{event.start_mark.line + 1}",
+                    hint="Write the value out where it is needed.",
+                )
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

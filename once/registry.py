@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from once import hookspecs
 from once.errors import PluginError, closest
 
 ENTRY_POINT_GROUP = "once"
+DISABLE_VARIABLE = "ONCE_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names, or "third-party"
+OWN_DISTRIBUTION = "once"
 
 # kind -> the hook that registers parts of that kind
 HOOKS: dict[str, str] = {
@@ -49,9 +52,15 @@ class Part:
 class Registry:
     """Every registered part, by kind and name; built by `load_registry`, never mutated afterwards."""
 
-    def __init__(self, manager: pluggy.PluginManager, parts: dict[str, dict[str, Part]]) -> None:
+    def __init__(
+        self,
+        manager: pluggy.PluginManager,
+        parts: dict[str, dict[str, Part]],
+        disabled: list[tuple[str, str | None]] | None = None,
+    ) -> None:
         self._manager = manager
         self._parts = parts
+        self.disabled = disabled or []  # (entry point, distribution) skipped through ONCE_DISABLE_PLUGINS
 
     def get(self, kind: str, name: str) -> Part:
         """The part of this kind and name, or an error listing what is available and the closest match."""
@@ -61,6 +70,8 @@ class Registry:
         guess = closest(name, list(available))
         hint = f"Did you mean '{guess}'? " if guess else ""
         label = kind.replace("_", " ")
+        if self.disabled:
+            hint += f"{DISABLE_VARIABLE} disables: {', '.join(name for name, _ in self.disabled)}. "
         raise PluginError(
             f"unknown {label} '{name}'",
             hint=f"{hint}Available: {', '.join(sorted(available)) or 'none'}. "
@@ -79,13 +90,25 @@ class Registry:
         self._manager.hook.register_commands(cli=cli)
 
 
-def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = ()) -> Registry:
-    """Load the `once` entry points (built-ins included) and any plugin objects given, then collect their parts."""
+def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = (), disable: str | None = None) -> Registry:
+    """Load the `once` entry points (built-ins included) and any plugin objects given, then collect their parts.
+
+    `disable` (default: the ONCE_DISABLE_PLUGINS environment variable) names entry points or distributions to
+    skip without importing them, comma-separated; "third-party" skips every plugin not shipped with ONCE. For
+    debugging a broken or misbehaving plugin package.
+    """
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
     origins: dict[str, tuple[str | None, str | None]] = {}
+    skip = {name.strip() for name in (os.environ.get(DISABLE_VARIABLE, "") if disable is None else disable).split(",")}
+    disabled = []
     if entry_points:
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            distribution = entry_point.dist.metadata["Name"] if entry_point.dist else None
+            third_party = distribution != OWN_DISTRIBUTION
+            if entry_point.name in skip or distribution in skip or ("third-party" in skip and third_party):
+                disabled.append((entry_point.name, distribution))
+                continue
             _register_entry_point(manager, entry_point, origins)
     for plugin in plugins:
         name = manager.register(plugin, name=getattr(plugin, "__name__", None))
@@ -105,7 +128,7 @@ def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = ()) 
             distribution, version = origins.get(impl.plugin_name, (None, None))
             register = _collector(parts[kind], kind, impl.plugin_name, distribution, version)
             impl.function(**{arg: register for arg in impl.argnames})
-    return Registry(manager, parts)
+    return Registry(manager, parts, disabled)
 
 
 def _register_entry_point(

@@ -17,6 +17,7 @@ from once.recipe import ResolvedRecipe, resolve_recipe
 from once.registry import Registry
 
 RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
+LOCK = ".lock"  # held by the process training into the run directory
 RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS = (
     "recipe.yaml",
     "run.json",
@@ -106,6 +107,14 @@ class Run:
         if not file.exists():
             return []
         return [json.loads(line) for line in file.read_text(encoding="utf8").splitlines() if line.strip()]
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files of writes a killed process left unfinished (`.NAME.*.tmp`); the files they
+        would have replaced are whole. Only safe while holding the run directory's lock."""
+        stale = sorted(self.path.glob(".*.tmp"))
+        for path in stale:
+            path.unlink()
+        return stale
 
     def write_epochs(self, records: list[dict[str, Any]]) -> None:
         write_atomic(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in records))

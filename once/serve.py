@@ -46,7 +46,7 @@ def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
     device = pick_device(resolved.recipe.device)
     model = build_recommender(resolved, data).to(device)
     attach_cache(model, data, build=False, batch_size=resolved.recipe.eval.batch_size, device=device)
-    load_model(run.path / BEST, model)
+    load_model(run.path / BEST, model, resolved.fingerprint)
     return LoadedRun(run, resolved, data, model.eval(), device)
 
 

@@ -10,6 +10,7 @@ encoder's identity (model files, cut layer, dtype), so a changed template or mod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from once.data.files import cache_root, write_json
+from once.data.files import cache_root, disk_space, exclusive, write_json
 from once.data.prepare import PreparedData
 from once.distributed import World
 from once.errors import DataError
@@ -33,6 +34,7 @@ from once.progress import progress_bar
 FORMAT = 1
 SHARD_ITEMS = 4096
 IDENTITY = "identity.json"
+LOCK = ".lock"  # held by the process building the cache
 
 
 @runtime_checkable
@@ -96,7 +98,7 @@ def _check_identity(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | 
     """The folder's layout record if it holds states for `identity`; None if it is new; an error otherwise."""
     path = folder / IDENTITY
     if not path.exists():
-        if folder.exists() and any(folder.iterdir()):
+        if folder.exists() and any(p.name != LOCK for p in folder.iterdir()):
             raise DataError(
                 "the state cache folder is not empty and holds no ONCE cache",
                 where=str(folder),
@@ -165,32 +167,33 @@ def build_cache(
             hint="Caching needs an LM item encoder (bert, llama) with tune_layers below its number of layers.",
         )
     folder, identity = cache_folder(encoder, data)
-    if world.main and _check_identity(folder, identity) is None:
-        write_json(folder / IDENTITY, _layout(model, data, identity, shard_items))
-    world.barrier()
-    record = _check_identity(folder, identity)
-    assert record is not None, "rank 0 wrote the identity"
-    encoder.use_cache(None)
-    model.eval()
-    todo = [s for s in world.shard(record["shards"]).tolist() if not _shard_path(folder, s).exists()]
-    mine = sum(_shard_rows(record, s) for s in world.shard(record["shards"]).tolist())
-    with progress_bar(
-        "{task.fields[rate]:.1f} items/s", console=Console(stderr=True, quiet=not world.main)
-    ) as progress:
-        task = progress.add_task("caching hidden states", total=mine, rate=0.0)
-        progress.update(task, advance=mine - sum(_shard_rows(record, s) for s in todo))
-        started, done = time.perf_counter(), 0
+    with exclusive(folder / LOCK, "this hidden-state cache") if world.main else contextlib.nullcontext():
+        if world.main and _check_identity(folder, identity) is None:
+            write_json(folder / IDENTITY, _layout(model, data, identity, shard_items))
+        world.barrier()
+        record = _check_identity(folder, identity)
+        assert record is not None, "rank 0 wrote the identity"
+        encoder.use_cache(None)
+        model.eval()
+        todo = [s for s in world.shard(record["shards"]).tolist() if not _shard_path(folder, s).exists()]
+        mine = sum(_shard_rows(record, s) for s in world.shard(record["shards"]).tolist())
+        with progress_bar(
+            "{task.fields[rate]:.1f} items/s", console=Console(stderr=True, quiet=not world.main)
+        ) as progress:
+            task = progress.add_task("caching hidden states", total=mine, rate=0.0)
+            progress.update(task, advance=mine - sum(_shard_rows(record, s) for s in todo))
+            started, done = time.perf_counter(), 0
 
-        def advance(items: int) -> None:
-            nonlocal done
-            done += items
-            progress.update(task, advance=items, rate=done / (time.perf_counter() - started))
+            def advance(items: int) -> None:
+                nonlocal done
+                done += items
+                progress.update(task, advance=items, rate=done / (time.perf_counter() - started))
 
-        for shard in todo:
-            _write_shard(model, encoder, folder, record, shard, batch_size, device, advance)
-            if on_shard:
-                on_shard(shard)
-    world.barrier()
+            for shard in todo:
+                _write_shard(model, encoder, folder, record, shard, batch_size, device, advance)
+                if on_shard:
+                    on_shard(shard)
+        world.barrier()
     cache = open_cache(model, data)
     assert cache is not None, "every shard was written"
     return cache
@@ -234,19 +237,23 @@ def _write_shard(
     dtype = np.int16 if bf16 else np.dtype(record["dtype"])
     path = _shard_path(folder, shard)
     tmp = path.with_name(f".{path.name}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, record["width"], record["hidden"]))
-    for begin in range(0, rows, batch_size):
-        items = torch.arange(start + begin, start + min(begin + batch_size, rows), device=device)
-        states, mask = encoder.frozen_states(model.item_features(items))
-        states = torch.where(mask.unsqueeze(-1), states, 0)  # padding positions hold zeros, deterministically
-        values = states.cpu().view(torch.int16) if bf16 else states.cpu()
-        out[begin : begin + len(items)] = 0
-        out[begin : begin + len(items), : values.shape[1]] = values.numpy()
-        advance(len(items))
-    out.flush()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    del out
+    with disk_space(path):  # a full disk: a clear error, and the shards written so far stay complete
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, record["width"], record["hidden"]))
+        if hasattr(os, "posix_fallocate"):  # claim the space now: a sparse memory map would fail later, by SIGBUS
+            with open(tmp, "rb+") as f:
+                os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))
+        for begin in range(0, rows, batch_size):
+            items = torch.arange(start + begin, start + min(begin + batch_size, rows), device=device)
+            states, mask = encoder.frozen_states(model.item_features(items))
+            states = torch.where(mask.unsqueeze(-1), states, 0)  # padding positions hold zeros, deterministically
+            values = states.cpu().view(torch.int16) if bf16 else states.cpu()
+            out[begin : begin + len(items)] = 0
+            out[begin : begin + len(items), : values.shape[1]] = values.numpy()
+            advance(len(items))
+        out.flush()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        del out
     os.replace(tmp, path)
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
-from once.data.files import write_json
+from once.data.files import exclusive, write_json
 from once.data.prepare import PreparedData, prepare
 from once.data.sampling import TrainingSamples, prefetched, training_batches
 from once.distributed import World, init_world
@@ -27,7 +27,7 @@ from once.evaluate import autocast, evaluate, evaluation_settings, score_split, 
 from once.model import Recommender, build_recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
-from once.runs import BEST, STATE, TEST, TEST_GROUPS, Run
+from once.runs import BEST, LOCK, STATE, TEST, TEST_GROUPS, Run
 from once.states import attach_cache
 
 log = logging.getLogger(__name__)
@@ -113,16 +113,20 @@ class Trainer:
             # parts a batch may leave unused (a masked view, LoRA's frozen base, profile fusion without profiles)
             # must not stall the gradient all-reduce
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=True)
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
+            )  # the buffers (item features) are the same on every rank and never change
 
     def resume(self, run: Run) -> None:
-        self.state = load_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler)
+        self.state = load_training_state(
+            run.path / STATE, self.model, self.optimizer, self.scheduler, self.resolved.fingerprint
+        )
 
     def fit(self, run: Run, on_epoch_end: EpochCallback | None = None) -> None:
         train = self.recipe.train
         if train.epochs == 0:  # a training-free model: its initial state is the one to test
             if self.world.main:
-                save_model(run.path / BEST, self.model)
+                save_model(run.path / BEST, self.model, self.resolved.fingerprint)
             self.world.barrier()
             return
         while self.state["epoch"] < train.epochs and not self._stopped_early():
@@ -139,8 +143,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         train = self.recipe.train
-        torch.manual_seed(epoch_seed(self.recipe.seed, epoch))
-        rng = np.random.default_rng(epoch_seed(self.recipe.seed, epoch))
+        torch.manual_seed(epoch_seed(self.recipe.seed, epoch) + self.world.rank)  # each rank its own dropout
+        rng = np.random.default_rng(epoch_seed(self.recipe.seed, epoch))  # the same batches on every rank
         negatives = self.samples.negatives(train.negatives, self.data.num_items, rng)
         order = rng.permutation(len(self.samples))
         batches = -(-len(order) // train.batch_size)
@@ -223,9 +227,11 @@ class Trainer:
         self.state["records"].append(record)
         if self.world.main:
             if improved:
-                save_model(run.path / BEST, self.model)
+                save_model(run.path / BEST, self.model, self.resolved.fingerprint)
             run.write_epochs(self.state["records"])
-            save_training_state(run.path / STATE, self.model, self.optimizer, self.scheduler, self.state)
+            save_training_state(
+                run.path / STATE, self.model, self.optimizer, self.scheduler, self.state, self.resolved.fingerprint
+            )
         self.world.barrier()
 
     def test(self, run: Run) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
@@ -233,7 +239,7 @@ class Trainer:
         split = self.data.splits.get("test")
         if split is None or not split.labeled:
             return None, {}
-        load_model(run.path / BEST, self.model)
+        load_model(run.path / BEST, self.model, self.resolved.fingerprint)
         scores = score_split(self.model, split, **self._evaluation_settings())
         metrics = split_metrics(split, scores)
         groups = {}
@@ -268,17 +274,21 @@ def train(
     if run is None:  # rank 0 creates the run directory; the others learn its path
         path = str(Run.create(runs_root, resolved, plugins or {}).path) if world.main else ""
         run = Run(Path(world.broadcast(path)))
-    if resume and (run.path / STATE).exists():
-        trainer.resume(run)
-    try:
-        trainer.fit(run, on_epoch_end)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"training interrupted after {trainer.state['epoch']} completed epoch(s)",
-            where=str(run.path),
-            hint=f"Continue with: once train --resume {run.path}",
-        ) from None
-    return TrainResult(run, trainer.state["records"], *trainer.test(run))
+    with exclusive(run.path / LOCK, "this run directory") if world.main else contextlib.nullcontext():
+        if world.main:
+            for path in run.remove_temporaries():
+                log.info("removed %s, left by an interrupted write", path.name)
+        if resume and (run.path / STATE).exists():
+            trainer.resume(run)
+        try:
+            trainer.fit(run, on_epoch_end)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"training interrupted after {trainer.state['epoch']} completed epoch(s)",
+                where=str(run.path),
+                hint=f"Continue with: once train --resume {run.path}",
+            ) from None
+        return TrainResult(run, trainer.state["records"], *trainer.test(run))
 
 
 def prepare_once(resolved: ResolvedRecipe, world: World) -> PreparedData:

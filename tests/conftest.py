@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many generated inputs the property-based tests tried (tests/test_fuzz.py)."""
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz and fuzz.TRIED:
+        tried = ", ".join(f"{name} {n}" for name, n in sorted(fuzz.TRIED.items()))
+        terminalreporter.write_line(f"fuzzed inputs: {sum(fuzz.TRIED.values())} ({tried})")

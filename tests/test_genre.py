@@ -193,6 +193,9 @@ def test_the_api_key_is_used_but_never_written(books, tmp_path, registry, capsys
         assert run(["genre", scheme, str(recipe), "--limit", "5"], registry) == 0
     assert server.seen_keys == {f"Bearer {KEY}"}
     assert run(["recipe", "show", str(recipe)], registry) == 0
+    small = ["model.item.word_dim=16", "model.item.heads=2", "model.user.heads=2", "train.epochs=1", "device=cpu"]
+    train = ["train", str(recipe), *(f"--set={o}" for o in small), "--out", str(tmp_path / "runs")]
+    assert run(train, registry) == 0  # the run directory, its logs and metrics: no key either
     output = capsys.readouterr()
     assert KEY not in output.out + output.err
     for path in tmp_path.rglob("*"):

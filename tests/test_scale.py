@@ -45,6 +45,20 @@ def torchrun(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
     return done
 
 
+def kill_processes_mentioning(text: str) -> set[int]:
+    """SIGKILL every process whose command line contains `text`; their pids."""
+    killed = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.add(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+    return killed
+
+
 def sets(overrides: list[str]) -> list[str]:
     return [f"--set={o}" for o in overrides]
 
@@ -93,7 +107,10 @@ def test_a_killed_distributed_run_resumes_to_the_same_result(distributed_run, tm
     while not list(tmp_path.glob("demo-*/state.safetensors")) and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)  # every rank dies at once, after the first epoch's checkpoint
+    # every process of the run dies at once, after the first epoch's checkpoint: torchrun and its workers (which
+    # it starts in sessions of their own)
+    while kill_processes_mentioning(str(tmp_path)):
+        time.sleep(0.05)
     process.wait()
     (run_dir,) = tmp_path.glob("demo-*")
     assert len(epochs(run_dir)) < 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -31,17 +33,60 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file through a temporary sibling and a rename, so readers see the old or the new file, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with disk_space(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def disk_space(path: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) while writing `path` into an error that names it; what was there before the
+    write stays intact, because every ONCE write goes through a temporary file or appends whole lines."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(
+            "no space left on the device while writing this file; nothing written before it was lost",
+            where=str(path),
+            hint=f"Free space on {path.parent} (or point $ONCE_CACHE / --out elsewhere) and run the command again.",
+        ) from None
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` while the block runs: a second ONCE process working on the same
+    `what` stops with an error instead of corrupting it. The lock dies with its process, even under kill -9."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise DataError(
+                f"{what} is in use by another ONCE process (pid {holder})",
+                where=str(lock_file.parent),
+                hint="Wait for that process to finish or stop it; two processes writing it at once would corrupt it.",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, value: Any) -> None:

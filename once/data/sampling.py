@@ -98,20 +98,24 @@ def prefetched(batches: Iterator[T], depth: int) -> Iterator[T]:
     stop = threading.Event()
     done = object()
 
+    def hand_over(item: object) -> bool:
+        """Queue `item` unless the consumer has stopped; False if it has."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        ready.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(batch):
                     return
-            ready.put(done)
+            hand_over(done)
         except BaseException as error:  # handed to the consumer, raised there
-            ready.put(error)
+            hand_over(error)
 
     thread = threading.Thread(target=produce, name="once-batches", daemon=True)
     thread.start()

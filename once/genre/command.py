@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from once.data.files import exclusive
 from once.errors import RecipeError
 from once.genre.backends import make_backend
 from once.genre.runner import Report, Request, Scheme, SchemeContext, estimate_tokens, run_requests
@@ -31,6 +33,12 @@ class Plan:
 
 def answers_path(section: GenreSection, key: str) -> Path:
     return section.out / f"{key}.jsonl"
+
+
+def answers_lock(section: GenreSection, key: str) -> contextlib.AbstractContextManager:
+    """The lock a process holds while it reads and appends the answer file of scheme `key`."""
+    path = answers_path(section, key)
+    return exclusive(path.with_name(f".{path.name}.lock"), f"the answer file {path.name}")
 
 
 def build_scheme(section: GenreSection, key: str, registry: Registry) -> Scheme:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from once.data.files import write_atomic
+from once.data.files import disk_space, write_atomic
 from once.errors import DataError
 
 OK, FAILED, MALFORMED = "ok", "failed", "malformed"
@@ -55,7 +55,7 @@ class RecordStore:
     def append(self, record: dict[str, Any]) -> None:
         """Write one record and push it to disk before returning."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf8") as f:
+        with disk_space(self.path), open(self.path, "a", encoding="utf8") as f:  # a cut line is dropped on load
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -1,0 +1,254 @@
+"""Property-based tests: every reader a user feeds files to either parses its input or raises our own error
+naming the file and line (or recipe key) — never an unhandled exception.
+
+Inputs are real lines (the demo corpus, the Goodreads sample in tests/data/goodreads, the built-in recipes,
+the paper's GPT answers) mutated by hypothesis: characters inserted, deleted or replaced, lines truncated,
+duplicated or shuffled, huge fields, NUL bytes, other encodings, empty files. `ONCE_FUZZ_EXAMPLES` raises the
+number of inputs per test (default 150; `.ci/nightly` runs 3,000).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from once.errors import DataError, OnceError, RecipeError
+from once.genre.paper_logs import LOGS, import_logs
+from once.genre.runner import MalformedAnswer
+from once.genre.store import RecordStore
+from once.recipe import read_recipe_text, resolve_recipe
+from once_plugins.demo import DemoOptions, write_demo
+from once_plugins.mind import read_mind
+from once_plugins.words import WordsOptions, WordsTokenizer
+
+EXAMPLES = int(os.environ.get("ONCE_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+DATA = Path(__file__).parent / "data" / "goodreads"
+RECIPES = Path(__file__).parents[1] / "recipes"
+TRIED: dict[str, int] = {}  # inputs tried per test, printed at the end of the session (see conftest)
+
+NASTY = ["\t", "\n", "\r", "\x00", "-", "-1", "-x", " ", '"', "{", "}", "[", "]", ":", "é", "\u2028", "\ufeff", "N1"]
+
+
+@st.composite
+def mutated(draw, lines: list[str]) -> bytes:
+    """Some of `lines`, mutated, encoded (mostly as UTF-8)."""
+    chosen = draw(st.lists(st.sampled_from(lines), min_size=0, max_size=8))
+    text = "".join(chosen)
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["insert", "delete", "truncate", "huge", "duplicate", "replace"]))
+        at = draw(st.integers(0, max(0, len(text))))
+        if op == "insert":
+            piece = draw(st.one_of(st.sampled_from(NASTY), st.text(max_size=12)))
+            text = text[:at] + piece + text[at:]
+        elif op == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 20)) :]
+        elif op == "truncate":
+            text = text[:at]
+        elif op == "huge":
+            text = text[:at] + "x" * draw(st.sampled_from([1000, 100_000])) + text[at:]
+        elif op == "duplicate":
+            text = text[:at] + text[at:] + text[at:]
+        else:
+            text = text[:at] + draw(st.sampled_from(NASTY)) + text[at + 1 :]
+    encoding = draw(st.sampled_from(["utf8", "utf8", "utf8", "utf8", "latin-1", "utf-16"]))
+    return text.encode(encoding, errors="replace")
+
+
+def count(test: str) -> None:
+    TRIED[test] = TRIED.get(test, 0) + 1
+
+
+def assert_located(error: OnceError, path: Path) -> None:
+    """Our error, naming the file (and, for a problem on one line, the line)."""
+    assert error.where and str(path) in error.where, (error, error.where)
+
+
+@pytest.fixture(scope="module")
+def demo_lines(tmp_path_factory) -> dict[str, list[str]]:
+    folder = tmp_path_factory.mktemp("demo")
+    write_demo(folder, DemoOptions(items=60, users=30))
+    return {name: (folder / "train" / name).read_text().splitlines(True) for name in ("news.tsv", "behaviors.tsv")}
+
+
+@pytest.fixture(scope="module")
+def corpus_folder(tmp_path_factory, demo_lines) -> Path:
+    folder = tmp_path_factory.mktemp("mind")
+    for split in ("train", "dev"):
+        (folder / split).mkdir()
+        for name, lines in demo_lines.items():
+            (folder / split / name).write_text("".join(lines))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["news.tsv", "behaviors.tsv"])
+@FUZZ
+@given(data=st.data())
+def test_mind_files(name, data, demo_lines, corpus_folder, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("case")
+    shutil.copytree(corpus_folder, folder, dirs_exist_ok=True)
+    path = folder / "dev" / name
+    path.write_bytes(data.draw(mutated(demo_lines[name])))
+    count(f"MIND {name}")
+    try:
+        corpus = read_mind(folder)
+    except DataError as error:
+        assert_located(error, path)
+        return
+    assert set(corpus.splits) == {"train", "dev"}
+    dev = corpus.splits["dev"]
+    assert len(dev.history) == len(dev.candidates) == len(dev.impression_ids)
+    assert dev.candidates.values.max(initial=0) < len(corpus.items.ids)
+
+
+@FUZZ
+@given(data=st.data())
+def test_glove_vector_files(data, tmp_path_factory):
+    words = ["match", "goal", "coach", "market", "bank"]
+    rng = random.Random(0)
+    lines = [f"{w} {' '.join(f'{rng.uniform(-1, 1):.4f}' for _ in range(4))}\n" for w in words]
+    path = tmp_path_factory.mktemp("glove") / "vectors.txt"
+    path.write_bytes(data.draw(mutated(lines)))
+    count("GloVe vectors")
+    tokenizer = WordsTokenizer(WordsOptions(vectors=path))
+    tokenizer.fit(["match goal coach", "market bank"])
+    try:
+        vectors = tokenizer.word_vectors()
+    except DataError as error:
+        assert_located(error, path)
+        return
+    assert vectors.shape[0] == tokenizer.vocab_size and vectors.isfinite().all()
+
+
+RECIPE_LINES = [line for p in sorted(RECIPES.glob("*.yaml")) for line in p.read_text().splitlines(True)]
+
+
+@FUZZ
+@given(data=st.data())
+def test_recipes(data, registry):
+    raw = data.draw(mutated(RECIPE_LINES))
+    count("recipes")
+    try:
+        text = raw.decode("utf8")
+        resolved = resolve_recipe(text, registry, [], label="fuzzed.yaml", base_dir=RECIPES)
+    except UnicodeDecodeError:
+        return  # read_recipe_text turns this into an error naming the file (tested below)
+    except RecipeError as error:
+        assert error.where and error.where.startswith("fuzzed.yaml"), error
+        return
+    assert resolved.recipe.model.item.name
+
+
+def test_undecodable_and_oversized_recipes_are_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes("description: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(OnceError, match="UTF-8"):
+        read_recipe_text(path)
+    path.write_text("description: " + "x" * 2_000_000 + "\n")
+    with pytest.raises(RecipeError, match="larger than"):
+        read_recipe_text(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!!python/object/apply:os.system ['touch pwned']\n",
+        "description: !!python/object/new:os.system [touch pwned]\n",
+        "model: &a [*a]\n",
+        "a: &a [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n",
+    ],
+)
+def test_recipes_never_execute_or_expand_tags(text, registry, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RecipeError):
+        resolve_recipe(text, registry, [], label="evil.yaml", base_dir=tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def paper_answers() -> dict[str, list[str]]:
+    summaries = [line.split("\t", 1)[1] for line in (DATA / "book_summarizer.log").read_text().splitlines()]
+    profiles = [json.dumps({"interests": json.loads(line)["interest"]}) for line in (DATA / "user_profiler.log").open()]
+    generated = [json.loads(line)["book"] for line in (DATA / "generator_v1.log").open()]
+    return {"summarize": summaries, "profile": profiles, "generate": generated}
+
+
+ANSWERS = paper_answers()
+
+
+@pytest.mark.parametrize("scheme", ["summarize", "profile", "generate"])
+@FUZZ
+@given(data=st.data())
+def test_genre_answer_parsing(scheme, data, registry):
+    from once.genre.command import build_scheme
+    from once.recipe import GenreSection
+
+    books = GenreSection(schemes={scheme: {"flavour": "books"}})
+    parser = build_scheme(books, scheme, registry)
+    answer = data.draw(mutated(ANSWERS[scheme])).decode("utf8", errors="replace")
+    count(f"GENRE {scheme} answers")
+    try:
+        parsed = parser.parse(answer, {"title": "Grendel"})
+    except MalformedAnswer as error:
+        assert len(str(error)) > 5  # says what is wrong, for the answer file's record
+        return
+    json.dumps(parsed)  # what is kept is plain JSON
+
+
+@pytest.mark.parametrize("log", sorted(LOGS))
+@FUZZ
+@given(data=st.data())
+def test_imported_paper_logs(log, data, registry, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("logs")
+    for name in LOGS:
+        shutil.copy(DATA / name, folder / name)
+    lines = (DATA / log).read_text().splitlines(True)
+    (folder / log).write_bytes(data.draw(mutated(lines[:12])))
+    count(f"paper log {log}")
+    try:
+        written = import_logs(folder, folder / "out", registry)
+    except DataError as error:
+        assert_located(error, folder)
+        return
+    assert set(written) == {"summarize", "profile", "generate"}
+
+
+@FUZZ
+@given(data=st.data())
+def test_answer_stores(data, tmp_path_factory):
+    records = [
+        json.dumps({"id": f"b{i}", "status": "ok", "answer": a, "value": a, "attempts": 1}) + "\n"
+        for i, a in enumerate(ANSWERS["summarize"][:8])
+    ]
+    path = tmp_path_factory.mktemp("store") / "summarize.jsonl"
+    path.write_bytes(data.draw(mutated(records)))
+    count("GENRE answer files")
+    try:
+        store = RecordStore(path)
+    except DataError as error:
+        assert_located(error, path)
+        return
+    assert all(isinstance(key, str) for key in store.values())
+
+
+@FUZZ
+@given(texts=st.lists(st.text(max_size=3000), min_size=1, max_size=5), limit=st.integers(1, 40))
+def test_the_words_tokenizer_takes_any_text(texts, limit):
+    """Whatever text reaches the tokenizer (control characters, huge titles, other scripts) tokenizes."""
+    count("texts to tokenize")
+    tokenizer = WordsTokenizer(WordsOptions())
+    tokenizer.fit(texts)
+    for text in texts:
+        ids = tokenizer.encode(text, limit)
+        assert len(ids) <= limit and all(0 < i < tokenizer.vocab_size for i in ids)
