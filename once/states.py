@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from once.data.files import cache_root, disk_space, exclusive, write_json
+from once.data.files import cache_root, disk_space, exclusive, map_array, write_json
 from once.data.prepare import PreparedData
 from once.distributed import World
 from once.errors import DataError
@@ -143,7 +143,7 @@ def open_cache(model: Recommender, data: PreparedData) -> StateCache | None:
         record["shard_items"],
         record["width"],
         getattr(torch, record["dtype"]),
-        [np.load(path, mmap_mode="r") for path in shards],
+        [map_array(path, f"Delete {path.name}; `once cache` writes it again.") for path in shards],
     )
 
 

@@ -31,6 +31,32 @@ TINY = [
 ]
 
 
+# DIRE at test size: a 3-layer random LM (see `tiny_lm`) over the demo-bert/demo-llama recipes
+LM_LAYERS = 3
+TINY_DIRE = [
+    "dataset.items=300",
+    "dataset.users=200",
+    "dataset.impressions=2",
+    "items.text.prompt=16",
+    "model.item.dim=16",
+    "model.item.query_dim=16",
+    "model.user.heads=2",
+    "model.user.head_dim=8",
+    "model.user.query_dim=16",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "device=cpu",
+]
+
+
+def tiny_lm(family: str, folder: Path) -> Path:
+    """A tiny random BERT or LLaMA checkpoint with its tokenizer, saved as a user's model folder would be."""
+    from once_plugins.lm_tiny import write_tiny_model
+
+    texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
+    return write_tiny_model(family, folder, texts, layers=LM_LAYERS, hidden=32, seed=1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def once_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("once-cache")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import LM_LAYERS, TINY_DIRE, tiny_lm
 
 from once.data.prepare import prepare
 from once.errors import DataError, RecipeError
@@ -16,34 +17,13 @@ from once.model import build_recommender
 from once.recipe import load_recipe
 from once.states import build_cache, open_cache
 from once.train import train
-from once_plugins.lm_tiny import write_tiny_model
-
-LAYERS = 3
-TINY_DIRE = [
-    "dataset.items=300",
-    "dataset.users=200",
-    "dataset.impressions=2",
-    "items.text.prompt=16",
-    "model.item.dim=16",
-    "model.item.query_dim=16",
-    "model.user.heads=2",
-    "model.user.head_dim=8",
-    "model.user.query_dim=16",
-    "train.epochs=1",
-    "train.batch_size=32",
-    "device=cpu",
-]
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """A tiny random BERT and LLaMA, written with save_pretrained and loaded back by path as a user's would be."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
-    return {
-        family: write_tiny_model(family, folder / family, texts, layers=LAYERS, hidden=32, seed=1)
-        for family in ("bert", "llama")
-    }
+    return {family: tiny_lm(family, folder / family) for family in ("bert", "llama")}
 
 
 @pytest.fixture
@@ -66,7 +46,7 @@ def hf_last_hidden(path: Path, tokens: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
-@pytest.mark.parametrize("tune_layers", [0, 1, LAYERS - 1, LAYERS])
+@pytest.mark.parametrize("tune_layers", [0, 1, LM_LAYERS - 1, LM_LAYERS])
 def test_cached_states_and_top_layers_equal_the_full_forward(dire, family, tune_layers, checkpoints):
     resolved = dire(family, f"model.item.tune_layers={tune_layers}", "model.item.lora=null")
     data = prepare(resolved)
@@ -82,7 +62,7 @@ def test_cached_states_and_top_layers_equal_the_full_forward(dire, family, tune_
         top = encoder.top(inputs_embeds=states, attention_mask=mask.long()).last_hidden_state
         full_vectors = model.encode_items(items)
     assert torch.allclose(top[mask], expected[mask], atol=1e-5)
-    if tune_layers == LAYERS:  # nothing frozen: nothing to cache
+    if tune_layers == LM_LAYERS:  # nothing frozen: nothing to cache
         assert encoder.cache_identity() is None
         return
     encoder.use_cache(build_cache(model, data, batch_size=16, device=torch.device("cpu"), shard_items=64))

@@ -112,3 +112,14 @@ def test_plugins_can_be_disabled_for_debugging(monkeypatch, capsys):
     assert cli(["recipe", "validate", "demo-naml"], registry) == 2
     assert "unknown item encoder 'naml'" in capsys.readouterr().err
     assert all(distribution != "once" for _, distribution in load_registry(disable="third-party").disabled)
+
+
+def test_damaged_tokenized_data_is_an_error_naming_the_file(tiny):
+    resolved = tiny("dataset.items=300", "dataset.users=100")
+    folder = prepare(resolved).folder
+    labels = folder / "dev" / "labels.values.npy"
+    labels.write_bytes(labels.read_bytes()[:-40])  # cut short by a failing disk
+    with pytest.raises(DataError, match="damaged array file") as error:
+        prepare(resolved)
+    assert error.value.where == str(labels)
+    assert str(folder) in error.value.hint

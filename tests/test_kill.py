@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, TINY_DIRE, tiny_lm
 
 from once.data.prepare import prepare
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.states import build_cache
-from once_plugins.lm_tiny import write_tiny_model
 
 KILLPOINT = Path(__file__).parent / "killpoint.py"
 TRAIN = ["train", "demo", *(f"--set={o}" for o in [*TINY, "train.patience=5"])]
@@ -83,17 +82,8 @@ def test_the_tiny_demo_has_the_steps_per_epoch_the_kill_points_assume(tiny):
 
 
 def test_a_cache_killed_mid_shard_resumes_to_identical_shards(registry, tmp_path):
-    texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
-    model_dir = write_tiny_model("llama", tmp_path / "llama", texts, layers=3, hidden=32, seed=1)
-    overrides = [
-        "dataset.items=300",
-        "dataset.users=200",
-        "dataset.impressions=2",
-        "items.text.prompt=16",
-        "eval.batch_size=16",
-        "device=cpu",
-        f"tokenizer.path={model_dir}",
-    ]
+    model_dir = tiny_lm("llama", tmp_path / "llama")
+    overrides = [*TINY_DIRE, "eval.batch_size=16", f"tokenizer.path={model_dir}"]
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     args = ["cache", "demo-llama", *(f"--set={o}" for o in [*overrides, f"model.item.cache_dir={killed_dir}"])]
     args.append("--shard-items=50")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_DIRE, tiny_lm
 
 from once.data.prepare import prepare
 from once.data.sampling import prefetched
@@ -24,7 +24,6 @@ from once.recipe import load_recipe
 from once.states import build_cache
 from once.train import train
 from once_plugins.demo import DemoOptions
-from once_plugins.lm_tiny import write_tiny_model
 
 DDP = [*TINY, "model.item.dropout=0", "train.epochs=3", "train.patience=5"]
 
@@ -124,24 +123,8 @@ def test_a_killed_distributed_run_resumes_to_the_same_result(distributed_run, tm
 
 
 def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path, one_thread):
-    texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
-    model_dir = write_tiny_model("llama", tmp_path / "llama", texts, layers=3, hidden=32, seed=1)
-    overrides = [
-        "dataset.items=300",
-        "dataset.users=200",
-        "dataset.impressions=2",
-        "items.text.prompt=16",
-        "model.item.dim=16",
-        "model.item.query_dim=16",
-        "model.item.lora.dropout=0",
-        "model.user.heads=2",
-        "model.user.head_dim=8",
-        "model.user.query_dim=16",
-        "train.epochs=1",
-        "train.batch_size=32",
-        "device=cpu",
-        f"tokenizer.path={model_dir}",
-    ]
+    model_dir = tiny_lm("llama", tmp_path / "llama")
+    overrides = [*TINY_DIRE, "model.item.lora.dropout=0", f"tokenizer.path={model_dir}"]
     split_dir, whole_dir = tmp_path / "split-cache", tmp_path / "whole-cache"
     torchrun(
         "cache",

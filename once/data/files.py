@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from once.errors import DataError
 
 
@@ -45,6 +47,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def map_array(path: Path, rebuild: str) -> np.ndarray:
+    """A read-only memory map of an `.npy` file ONCE wrote (never unpickled); a damaged file is an error that names
+    it and says how to rebuild it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"damaged array file: {error}", where=str(path), hint=rebuild) from None
 
 
 @contextlib.contextmanager

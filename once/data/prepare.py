@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from once.data.files import building, cache_root, write_json
+from once.data.files import building, cache_root, map_array, write_json
 from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
 from once.genre.merge import augment, files_fingerprint, profile_texts
@@ -252,7 +252,8 @@ def _read(folder: Path, key: str) -> PreparedData:
     profiles_file = folder / "users.safetensors"
     splits = {}
     for name, impression_ids in meta["impression_ids"].items():
-        t = {path.stem: np.load(path, mmap_mode="r") for path in (folder / name).glob("*.npy")}
+        rebuild = f"Delete {folder}; the next run tokenizes the data again."
+        t = {path.stem: map_array(path, rebuild) for path in (folder / name).glob("*.npy")}
         candidates = Ragged(t["candidates.values"], t["candidates.offsets"])
         splits[name] = Split(
             impression_ids,
