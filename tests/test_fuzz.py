@@ -242,6 +242,15 @@ def test_answer_stores(data, tmp_path_factory):
     assert all(isinstance(key, str) for key in store.values())
 
 
+def test_an_ok_answer_without_its_value_is_refused(tmp_path):
+    """Found by the nightly fuzz (3,000 inputs per reader): a key mangled into "alue" was a KeyError later."""
+    path = tmp_path / "summarize.jsonl"
+    path.write_text(json.dumps({"id": "b2", "status": "ok", "answer": "A novel.", "alue": "A novel."}) + "\n")
+    with pytest.raises(DataError, match='without its "value"') as error:
+        RecordStore(path)
+    assert error.value.where == f"{path}:1"
+
+
 @FUZZ
 @given(texts=st.lists(st.text(max_size=3000), min_size=1, max_size=5), limit=st.integers(1, 40))
 def test_the_words_tokenizer_takes_any_text(texts, limit):

@@ -45,6 +45,8 @@ class RecordStore:
                 raise DataError(f"not a JSON record: {error}", where=f"{self.path}:{number}") from None
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 raise DataError('expected an object with a string "id"', where=f"{self.path}:{number}")
+            if record.get("status") == OK and "value" not in record:
+                raise DataError('an "ok" record without its "value"', where=f"{self.path}:{number}")
             self.records[record["id"]] = record
             self.lines += 1
 
