@@ -17,7 +17,6 @@ from once.recipe import ResolvedRecipe, resolve_recipe
 from once.registry import Registry
 
 RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
-LOCK = ".lock"  # held by the process training into the run directory
 RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS = (
     "recipe.yaml",
     "run.json",

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from once.data.files import cache_root, disk_space, exclusive, map_array, write_json
+from once.data.files import LOCK, cache_root, disk_space, exclusive, map_array, write_json
 from once.data.prepare import PreparedData
 from once.distributed import World
 from once.errors import DataError
@@ -34,7 +34,6 @@ from once.progress import progress_bar
 FORMAT = 1
 SHARD_ITEMS = 4096
 IDENTITY = "identity.json"
-LOCK = ".lock"  # held by the process building the cache
 
 
 @runtime_checkable
@@ -175,8 +174,9 @@ def build_cache(
         assert record is not None, "rank 0 wrote the identity"
         encoder.use_cache(None)
         model.eval()
-        todo = [s for s in world.shard(record["shards"]).tolist() if not _shard_path(folder, s).exists()]
-        mine = sum(_shard_rows(record, s) for s in world.shard(record["shards"]).tolist())
+        shards = world.shard(record["shards"]).tolist()
+        todo = [s for s in shards if not _shard_path(folder, s).exists()]
+        mine = sum(_shard_rows(record, s) for s in shards)
         with progress_bar(
             "{task.fields[rate]:.1f} items/s", console=Console(stderr=True, quiet=not world.main)
         ) as progress:

@@ -18,7 +18,7 @@ from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
-from once.data.files import exclusive, write_json
+from once.data.files import LOCK, exclusive, write_json
 from once.data.prepare import PreparedData, prepare
 from once.data.sampling import TrainingSamples, prefetched, training_batches
 from once.distributed import World, init_world
@@ -27,7 +27,7 @@ from once.evaluate import autocast, evaluate, evaluation_settings, score_split, 
 from once.model import Recommender, build_recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
-from once.runs import BEST, LOCK, STATE, TEST, TEST_GROUPS, Run
+from once.runs import BEST, STATE, TEST, TEST_GROUPS, Run
 from once.states import attach_cache
 
 log = logging.getLogger(__name__)
@@ -184,10 +184,12 @@ class Trainer:
         (the last batch of an accumulated step). Returns the share's mean loss and its size."""
         # weighting each share by its size makes DDP's average of the ranks' gradients the gradient of the global
         # batch's mean loss, however the batch divides among ranks
-        world, rows = self.world, len(batch["candidates"])
-        share = world.shard(rows) if rows >= world.size else np.arange(rows)
-        weight = len(share) * world.size / rows if rows >= world.size else 1.0
-        batch = {k: v[share].to(self.device, non_blocking=True) for k, v in batch.items()}
+        world, rows, weight = self.world, len(batch["candidates"]), 1.0
+        if world.distributed and rows >= world.size:  # fewer rows than ranks: every rank takes them all
+            share = world.shard(rows)
+            weight = len(share) * world.size / rows
+            batch = {k: v[share] for k, v in batch.items()}
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with self._no_sync(not syncing):
             with autocast(self.device, self.recipe.precision):
                 scores = self.forward(batch["history"], batch["candidates"], batch["users"])

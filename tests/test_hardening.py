@@ -11,13 +11,13 @@ from conftest import TINY
 
 from once.checkpoint import load_model, load_tensors, save_model
 from once.cli import run as cli
-from once.data.files import exclusive
+from once.data.files import LOCK, exclusive
 from once.data.prepare import prepare
 from once.errors import DataError, OnceError
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.registry import load_registry
-from once.runs import BEST, LOCK, STATE
+from once.runs import BEST, STATE
 from once.train import train
 
 ROOT = Path(__file__).parents[1]

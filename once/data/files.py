@@ -74,6 +74,9 @@ def disk_space(path: Path) -> Iterator[None]:
         ) from None
 
 
+LOCK = ".lock"  # the lock file `exclusive` holds in a folder a process is writing (run directory, state cache)
+
+
 @contextlib.contextmanager
 def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` while the block runs: a second ONCE process working on the same
