@@ -1,45 +1,34 @@
-"""The hooks a plugin implements: each receives a `register(name, implementation, options)` callback.
+"""The hooks a plugin implements, one `register_*` per kind of `once.kinds.KINDS`, plus `register_commands`.
 
-`implementation` is a callable `(options, context) -> part`, `options` the pydantic model of the
-part's recipe options. See `once.registry` for what each kind of part must provide.
+Each `register_*` hook receives a `register(name, implementation, options)` callback (`once.protocols.Register`);
+`implementation(options, context)` builds the part, `options` is its `once.api.Options` model. The contract of
+each kind is in `once.protocols` and docs/plugins.md.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import pluggy
+
+from once.kinds import KINDS
+from once.protocols import Register
 
 hookspec = pluggy.HookspecMarker("once")
 hookimpl = pluggy.HookimplMarker("once")
 
 
-@hookspec
-def register_datasets(register):
-    """Register datasets: readers that turn files into items and impressions."""
+def _register_spec(hook: str, summary: str) -> Any:
+    def spec(register: Register) -> None: ...
+
+    spec.__name__ = spec.__qualname__ = hook
+    spec.__doc__ = f"Register parts: {summary}."
+    return hookspec(spec)
+
+
+globals().update({kind.hook: _register_spec(kind.hook, kind.summary) for kind in KINDS})
 
 
 @hookspec
-def register_tokenizers(register):
-    """Register tokenizers: turn item text fields into token ids."""
-
-
-@hookspec
-def register_item_encoders(register):
-    """Register item encoders: item tokens -> item vector."""
-
-
-@hookspec
-def register_user_encoders(register):
-    """Register user encoders: vectors of the clicked history -> user vector."""
-
-
-@hookspec
-def register_predictors(register):
-    """Register click predictors: user vector and candidate vectors -> scores."""
-
-
-@hookspec
-def register_augmenters(register):
-    """Register LLM augmenters: prompt schemes that enrich items or users with generated text."""
-
-
-@hookspec
-def register_commands(cli):
+def register_commands(cli: Any) -> None:
     """Add commands to the `once` command line (a typer.Typer)."""

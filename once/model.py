@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from once.data.prepare import PreparedData
-from once.errors import RecipeError
 from once.nn import word_embedding
+from once.protocols import BuildContext
 from once.recipe import ResolvedRecipe
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What a part may need to know about the data and the parts before it when it is built."""
-
-    vocab_size: int
-    special_ids: tuple[int, ...]  # token ids that stand for no word (padding, unknown)
-    word_vectors: torch.Tensor | None
-    text_lengths: dict[str, int]  # tokenized text fields -> tokens per item
-    category_sizes: dict[str, int]  # category fields -> number of values (0 = none)
-    num_users: int  # users seen in training, plus the unknown user 0
-    item_features: dict[str, torch.Tensor]  # the tokenized item table (statistics for training-free baselines)
-    item_clicks: torch.Tensor  # (items,) clicks each item got in the training split
-    tokenizer: dict  # the tokenizer's state (a transformers tokenizer names its checkpoint here)
-    item_dim: int = 0  # output size of the item encoder
-    user_dim: int = 0  # output size of the user encoder
-
-    def require_text(self, field: str, key: str = "model.item.field") -> str:
-        """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
-        if field not in self.text_lengths:
-            raise RecipeError(
-                f"'{field}' is not a tokenized text field",
-                where=key,
-                hint=f"Tokenized fields (recipe items.text): {', '.join(self.text_lengths)}.",
-            )
-        return field
 
 
 class Recommender(nn.Module):
     """Scores candidates for users from item content.
 
-    Contract for plugins:
-    - an item encoder maps `{field: (n, ...), "item": (n,) indices}` to `(n, dim)` and has `.dim`; its output
-      must not depend on trailing padding (token id 0), which the engine trims from each batch;
-    - a user encoder maps history vectors `(batch, history, item_dim)`, their mask and user indices to
-      `(batch, dim)` and has `.dim`; padded history positions must not change its output;
-    - a predictor maps user vectors `(batch, dim)` and candidate vectors `(batch, candidates, dim)` to scores
-      `(batch, candidates)`.
+    The parts follow the contracts of `once.protocols` (ItemEncoder, UserEncoder, Predictor).
     """
 
     def __init__(

@@ -32,6 +32,7 @@ from pydantic import (
 
 from once.data.files import read_text
 from once.errors import PluginError, RecipeError, closest
+from once.kinds import KINDS
 from once.registry import Part, Registry, load_registry
 
 DEMO_RECIPE = "demo"
@@ -192,13 +193,7 @@ class Recipe(Strict):
 
 
 # recipe key -> kind of plugin it names
-SLOTS: dict[tuple[str, ...], str] = {
-    ("dataset",): "dataset",
-    ("tokenizer",): "tokenizer",
-    ("model", "item"): "item_encoder",
-    ("model", "user"): "user_encoder",
-    ("model", "predictor"): "predictor",
-}
+SLOTS: dict[tuple[str, ...], str] = {kind.recipe_key: kind.name for kind in KINDS if kind.recipe_key}
 NOT_FINGERPRINTED = ("description", "requires", "genre")
 MAX_RECIPE_BYTES = 1_000_000
 

@@ -13,20 +13,13 @@ from pydantic import BaseModel
 
 from once import hookspecs
 from once.errors import PluginError, closest
+from once.kinds import KINDS
+from once.protocols import Register
 
 ENTRY_POINT_GROUP = "once"
 DISABLE_VARIABLE = "ONCE_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names, or "third-party"
 OWN_DISTRIBUTION = "once"
 
-# kind -> the hook that registers parts of that kind
-HOOKS: dict[str, str] = {
-    "dataset": "register_datasets",
-    "tokenizer": "register_tokenizers",
-    "item_encoder": "register_item_encoders",
-    "user_encoder": "register_user_encoders",
-    "predictor": "register_predictors",
-    "augmenter": "register_augmenters",
-}
 
 
 @dataclass(frozen=True)
@@ -64,6 +57,8 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Part:
         """The part of this kind and name, or an error listing what is available and the closest match."""
+        if kind not in self._parts:
+            raise PluginError(f"unknown kind of part '{kind}'", hint=f"Kinds: {', '.join(self._parts)}.")
         available = self._parts[kind]
         if name in available:
             return available[name]
@@ -79,7 +74,7 @@ class Registry:
         )
 
     def parts(self) -> list[Part]:
-        return [part for kind in HOOKS for part in sorted(self._parts[kind].values(), key=lambda p: p.name)]
+        return [part for kind in self._parts for part in sorted(self._parts[kind].values(), key=lambda p: p.name)]
 
     def distributions(self) -> dict[str, str]:
         """Distribution name -> version of every plugin package that registered something."""
@@ -122,11 +117,11 @@ def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = (), 
             f"plugin '{name}' ({distribution}) implements a hook that ONCE does not define: {error}",
             hint=f"Hooks are: {', '.join(sorted(h for h in dir(hookspecs) if h.startswith('register_')))}.",
         ) from None
-    parts: dict[str, dict[str, Part]] = {kind: {} for kind in HOOKS}
-    for kind, hook_name in HOOKS.items():
-        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+    parts: dict[str, dict[str, Part]] = {kind.name: {} for kind in KINDS}
+    for kind in KINDS:
+        for impl in getattr(manager.hook, kind.hook).get_hookimpls():
             distribution, version = origins.get(impl.plugin_name, (None, None))
-            register = _collector(parts[kind], kind, impl.plugin_name, distribution, version)
+            register = _collector(parts[kind.name], kind.name, impl.plugin_name, distribution, version)
             impl.function(**{arg: register for arg in impl.argnames})
     return Registry(manager, parts, disabled)
 
@@ -142,6 +137,12 @@ def _register_entry_point(
     try:
         plugin = entry_point.load()
     except Exception as error:  # a broken plugin must name itself, not crash start-up with a bare traceback
+        if distribution == OWN_DISTRIBUTION and isinstance(error, ModuleNotFoundError):
+            raise PluginError(
+                f"ONCE's built-in plugin '{entry_point.name}' ({entry_point.value}) cannot be imported: {error}",
+                hint="The checkout is not (or no longer) installed as it is laid out: run `pip install -e .` "
+                "in it (with your venv active).",
+            ) from error
         raise PluginError(
             f"plugin '{entry_point.name}' ({entry_point.value}) from {distribution} {version} failed to load: {error}",
             hint=f"Reinstall or uninstall {distribution}.",
@@ -160,8 +161,8 @@ def _register_entry_point(
 
 def _collector(
     table: dict[str, Part], kind: str, plugin: str, distribution: str | None, version: str | None
-) -> Callable[..., None]:
-    def register(name: str, implementation: Callable[..., Any], options: type[BaseModel]) -> None:
+) -> Register:
+    def register(name: str, implementation: Callable[[Any, Any], Any], options: type[BaseModel]) -> None:
         part = Part(kind, name, implementation, options, plugin, distribution, version)
         if name in table:
             raise PluginError(
@@ -171,6 +172,12 @@ def _collector(
             )
         if not (isinstance(options, type) and issubclass(options, BaseModel)):
             raise PluginError(f"{part.provider} registers {kind} '{name}' without a pydantic options model")
+        if options.model_config.get("extra") != "forbid":
+            raise PluginError(
+                f"{part.provider} registers {kind} '{name}' with options {options.__name__} that accept unknown "
+                "keys, so a recipe typo would pass silently",
+                hint="Derive the options from once.api.Options (extra='forbid').",
+            )
         table[name] = part
 
     return register

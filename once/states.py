@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,26 +30,11 @@ from once.distributed import World
 from once.errors import DataError
 from once.model import Recommender
 from once.progress import progress_bar
+from once.protocols import CachingEncoder
 
 FORMAT = 1
 SHARD_ITEMS = 4096
 IDENTITY = "identity.json"
-
-
-@runtime_checkable
-class CachingEncoder(Protocol):
-    """An item encoder with frozen lower layers whose output can be cached."""
-
-    cache_dir: Path | None  # where its recipe wants the cache (None: keyed under $ONCE_CACHE/states)
-
-    def cache_identity(self) -> dict[str, Any] | None:
-        """What the cached states depend on besides the data (model files, cut layer, dtype); None: nothing frozen."""
-
-    def frozen_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(states (n, tokens, hidden), mask (n, tokens)) entering the first trained layer, for item features."""
-
-    def use_cache(self, cache: StateCache | None) -> None:
-        """Read states from `cache` from now on (and drop the frozen layers), or run them again (None)."""
 
 
 @dataclass

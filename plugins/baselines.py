@@ -10,29 +10,27 @@ Recipes pair them with `train.epochs: 0`:
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from once.hookspecs import hookimpl
+from once.api import Options, hookimpl
 
 
-class RandomOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RandomOptions(Options):
     dim: int = Field(16, ge=1)
     seed: int = 0
 
 
-class PopularityOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PopularityOptions(Options):
+    """No options."""
 
 
-class OverlapOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OverlapOptions(Options):
     field: str = Field("title", description="the tokenized text field whose words are compared")
 
 
-class PoolOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PoolOptions(Options):
+    """No options."""
 
 
 @hookimpl

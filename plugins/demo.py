@@ -12,11 +12,9 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from once.data.files import building, cache_root
-from once.data.tables import Corpus
-from once.hookspecs import hookimpl
+from once.api import Corpus, Options, building, cache_root, hookimpl
 from once_plugins.mind import read_mind
 
 GENERATOR_VERSION = 1
@@ -207,8 +205,7 @@ SIZES = {  # presets of `size`; explicit options win over them
 }
 
 
-class DemoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DemoOptions(Options):
     size: Literal["demo", "mind-small"] = Field("demo", description="preset sizes; the options below override it")
     items: int = Field(3000, ge=20)
     users: int = Field(1000, ge=10)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from once.errors import RecipeError
-from once.hookspecs import hookimpl
+from once.api import Options, RecipeError, hookimpl
 
 
-class DotOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DotOptions(Options):
+    """No options."""
 
 
 @hookimpl

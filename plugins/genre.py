@@ -13,13 +13,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from once.data.tables import SPLITS, Corpus
-from once.errors import RecipeError
-from once.genre.merge import profile_text
-from once.genre.runner import MalformedAnswer, Request
-from once.hookspecs import hookimpl
+from once.api import SPLITS, Corpus, MalformedAnswer, Options, RecipeError, Request, hookimpl, profile_text
 
 Flavour = Literal["news", "books"]
 
@@ -83,8 +79,7 @@ PROMPTS: dict[str, dict[str, tuple[str, str]]] = {
 GENERATED_FIELDS = {"news": ("title", "abstract", "category"), "books": ("title", "description")}
 
 
-class SchemeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SchemeOptions(Options):
     flavour: Flavour = "news"
     system: str | None = Field(None, description="replaces the scheme's system message")
     template: str | None = Field(None, description="replaces the scheme's prompt; $field placeholders")

@@ -15,36 +15,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from once.errors import RecipeError
-from once.hookspecs import hookimpl
-from once.nn import AdditiveAttention
-from once.progress import quiet_transformers
-from once.recipe import RecipePath
-from once.states import StateCache
+from once.api import AdditiveAttention, Options, RecipeError, RecipePath, StateCache, hookimpl, quiet_transformers
 
 CODE_VERSION = 1
 LORA_TARGETS = (["q_proj", "v_proj"], ["query", "value"])  # LLaMA-style and BERT-style attention projections
 
 
-class TransformersTokenizerOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TransformersTokenizerOptions(Options):
     path: RecipePath = Field(description="folder of a transformers checkpoint (tokenizer files included)")
     gguf_file: str | None = Field(None, description="a GGUF file inside `path` to read instead")
 
 
-class LoraOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoraOptions(Options):
     rank: int = Field(32, ge=1)
     alpha: float = Field(128, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     targets: list[str] | None = Field(None, description="module names to adapt; default q_proj,v_proj or query,value")
 
 
-class LmItemOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LmItemOptions(Options):
     path: RecipePath | None = Field(None, description="checkpoint folder; default: the tokenizer's")
     gguf_file: str | None = Field(None, description="a GGUF file inside `path`; default: the tokenizer's")
     field: str | None = Field(None, description="tokenized text field to encode; default: the first in items.text")

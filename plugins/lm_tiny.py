@@ -14,9 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from once.errors import OnceError
-from once.hookspecs import hookimpl
-from once.progress import quiet_transformers
+from once.api import OnceError, hookimpl, quiet_transformers
 
 Family = Literal["bert", "llama"]
 

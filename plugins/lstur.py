@@ -13,17 +13,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from once.errors import RecipeError
-from once.hookspecs import hookimpl
-from once.nn import ConvTextEncoder, word_embedding
+from once.api import ConvTextEncoder, Options, RecipeError, hookimpl, word_embedding
 
 
-class LsturItemOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LsturItemOptions(Options):
     field: str = "title"
     categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
     word_dim: int = Field(300, ge=1)
@@ -34,8 +31,7 @@ class LsturItemOptions(BaseModel):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
-class LsturUserOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LsturUserOptions(Options):
     variant: Literal["ini", "con"] = "ini"
     mask_probability: float = Field(0.5, ge=0, le=1, description="chance to drop the user embedding in training")
     user_dim: int | None = Field(None, ge=1, description="con only: long-term part (default half the item size)")

@@ -8,12 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
-from once.errors import DataError
-from once.hookspecs import hookimpl
-from once.recipe import RecipePath
+from once.api import SPLITS, UNLABELED, Corpus, DataError, Impressions, Items, Options, Ragged, RecipePath, hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +17,7 @@ NEWS_COLUMNS = ("id", "category", "subcategory", "title", "abstract", "url", "ti
 BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions")
 
 
-class MindOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MindOptions(Options):
     path: RecipePath
     unknown_items: Literal["error", "skip"] = "error"
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 import logging
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from once.errors import RecipeError
-from once.hookspecs import hookimpl
-from once.nn import AdditiveAttention, ConvTextEncoder, word_embedding
+from once.api import AdditiveAttention, ConvTextEncoder, Options, RecipeError, hookimpl, word_embedding
 
 log = logging.getLogger(__name__)
 
 
-class NamlItemOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NamlItemOptions(Options):
     views: list[str] = Field(
         default_factory=lambda: ["title", "abstract", "category", "subcategory"],
         description="text or category fields; those the data lacks are skipped",
@@ -36,8 +33,7 @@ class NamlItemOptions(BaseModel):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
-class NamlUserOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NamlUserOptions(Options):
     query_dim: int = Field(200, ge=1)
 
 

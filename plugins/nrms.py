@@ -7,15 +7,13 @@ User: multi-head self-attention over the clicked items' vectors -> additive atte
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from once.hookspecs import hookimpl
-from once.nn import AdditiveAttention, MultiHeadSelfAttention, word_embedding
+from once.api import AdditiveAttention, MultiHeadSelfAttention, Options, hookimpl, word_embedding
 
 
-class NrmsItemOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NrmsItemOptions(Options):
     field: str = Field("title", description="the tokenized text field to encode")
     word_dim: int = Field(300, ge=1, description="word embedding size (must match tokenizer.vectors if given)")
     heads: int = Field(16, ge=1)
@@ -24,8 +22,7 @@ class NrmsItemOptions(BaseModel):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
-class NrmsUserOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NrmsUserOptions(Options):
     heads: int = Field(16, ge=1)
     head_dim: int = Field(16, ge=1)
     query_dim: int = Field(200, ge=1)

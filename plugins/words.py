@@ -7,18 +7,15 @@ from collections import Counter
 from collections.abc import Iterable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from once.errors import DataError
-from once.hookspecs import hookimpl
-from once.recipe import RecipePath
+from once.api import DataError, Options, RecipePath, hookimpl
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]")
 PAD, UNKNOWN = "<pad>", "<unk>"
 
 
-class WordsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WordsOptions(Options):
     min_freq: int = Field(1, ge=1, description="words seen fewer times in the training items become <unk>")
     max_vocab: int | None = Field(None, ge=2, description="keep only the most frequent words")
     vectors: RecipePath | None = Field(None, description="GloVe-format text file: word then floats per line")

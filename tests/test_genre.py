@@ -322,19 +322,17 @@ class TitleCase:
 
 
 def test_a_plugin_adds_a_scheme_and_gets_its_command(books, tmp_path):
-    from pydantic import BaseModel
-
-    from once.hookspecs import hookimpl
+    from once.api import Options, hookimpl
     from once.registry import load_registry
 
-    class Options(BaseModel):
+    class ShoutOptions(Options):
         limit: int = 3
 
     class Plugin:
         @staticmethod
         @hookimpl
         def register_augmenters(register):
-            register("shout", TitleCase, Options)
+            register("shout", TitleCase, ShoutOptions)
 
     registry = load_registry(plugins=[Plugin()])
     server, recipe, _ = books

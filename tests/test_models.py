@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from once.model import BuildContext
+from once.api import BuildContext
 from once.nn import masked_softmax
 from once.registry import load_registry
 

@@ -1,9 +1,16 @@
+import re
+
 import pytest
+import yaml
 from pydantic import BaseModel
 
+from once import hookspecs
+from once.api import Options
 from once.cli import run as cli_run
 from once.errors import PluginError
 from once.hookspecs import hookimpl
+from once.kinds import KINDS
+from once.recipe import SLOTS
 from once.registry import load_registry
 
 BUILT_INS = {
@@ -35,8 +42,8 @@ def test_unknown_name_lists_available_and_closest(registry):
     assert "Available: bert, llama, lstur, naml, nrms, overlap" in error.value.hint
 
 
-class Options(BaseModel):
-    pass
+class NoOptions(Options):
+    """No options."""
 
 
 def make_plugin(name: str, hook: str, implementation):
@@ -45,7 +52,7 @@ def make_plugin(name: str, hook: str, implementation):
 
 
 def register_nrms_again(register):
-    register("nrms", object, Options)
+    register("nrms", object, NoOptions)
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both():
@@ -73,6 +80,27 @@ def test_options_must_be_a_pydantic_model():
         )
 
 
+def test_options_that_accept_unknown_keys_are_refused():
+    class Lenient(BaseModel):  # pydantic's default ignores unknown keys: a recipe typo would pass silently
+        dim: int = 8
+
+    with pytest.raises(PluginError, match="accept unknown keys") as error:
+        load_registry(
+            entry_points=False,
+            plugins=[make_plugin("lenient", "register_predictors", lambda register: register("x", object, Lenient))],
+        )
+    assert "once.api.Options" in error.value.hint
+
+
+def test_every_kind_has_a_hook_and_a_table():
+    registry = load_registry()
+    manager_hooks = {name for name in dir(hookspecs) if name.startswith("register_")}
+    assert {kind.hook for kind in KINDS} | {"register_commands"} == manager_hooks
+    assert {part.kind for part in registry.parts()} <= {kind.name for kind in KINDS}
+    slots = {kind.recipe_key: kind.name for kind in KINDS if kind.recipe_key}
+    assert slots == SLOTS
+
+
 def test_plugins_can_add_commands(capsys):
     def register_commands(cli):
         @cli.command()
@@ -83,3 +111,30 @@ def test_plugins_can_add_commands(capsys):
     registry = load_registry(plugins=[make_plugin("greeter", "register_commands", register_commands)])
     assert cli_run(["hello", "world"], registry) == 0
     assert capsys.readouterr().out == "hello world\n"
+
+
+def test_plugins_show_prints_location_docstring_options_and_a_snippet(capsys):
+    assert cli_run(["plugins", "show", "item_encoder", "nrms"]) == 0
+    out = capsys.readouterr().out
+    assert "module once_plugins.nrms" in out
+    assert re.search(r"\(plugins/nrms\.py:\d+\)", out) or re.search(r"nrms\.py:\d+", out)
+    assert "NRMS (Wu et al., EMNLP 2019)" in out
+    assert re.search(r"word_dim\s*│\s*int\s*│\s*300\s*│\s*ge 1", out)
+    snippet = out[out.index("recipe snippet:") :].split("\n", 1)[1]
+    assert yaml.safe_load(snippet)["model"]["item"] == {
+        "name": "nrms",
+        "field": "title",
+        "word_dim": 300,
+        "heads": 16,
+        "head_dim": 16,
+        "query_dim": 200,
+        "dropout": 0.2,
+    }
+
+
+def test_plugins_lists_one_kind_and_names_a_wrong_kind(capsys):
+    assert cli_run(["plugins", "--kind", "predictor"]) == 0
+    out = capsys.readouterr().out
+    assert "dot" in out and "nrms" not in out
+    assert cli_run(["plugins", "--kind", "encoder"]) == 2
+    assert "unknown kind of part 'encoder'" in capsys.readouterr().err

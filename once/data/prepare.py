@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,32 +22,11 @@ from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
 from once.genre.merge import augment, files_fingerprint, profile_texts
 from once.progress import tracked
+from once.protocols import Tokenizer
 from once.recipe import AugmentSection, ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 7
-
-
-class Tokenizer(Protocol):
-    """What a tokenizer plugin's implementation returns."""
-
-    vocab_size: int
-    special_ids: tuple[int, ...]  # ids that stand for no word (padding 0, unknown, ...)
-
-    def fingerprint(self) -> str:
-        """Identifies files the tokenizer reads (e.g. word vectors), so the cache is rebuilt when they change."""
-
-    def fit(self, texts: Iterable[str]) -> None:
-        """Build the vocabulary from the training items' texts."""
-
-    def encode(self, text: str, max_tokens: int) -> list[int]:
-        """At most `max_tokens` token ids of one text; 0 is reserved for padding."""
-
-    def state(self) -> dict:
-        """JSON-able state (the vocabulary), kept with the cache."""
-
-    def word_vectors(self) -> torch.Tensor | None:
-        """Pretrained vectors, one row per token id, or None."""
 
 
 @dataclass

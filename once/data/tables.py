@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -89,15 +88,3 @@ class Corpus:
     items: Items
     splits: dict[str, Impressions]
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. skipped ids)
-
-
-class Dataset(Protocol):
-    """What a dataset plugin's implementation returns."""
-
-    def fingerprint(self) -> str:
-        """A hash of the inputs: changes whenever the data would read differently."""
-
-    def read(self) -> Corpus:
-        """Read the items and every available split."""
-
-    # Optional: `export(out: Path) -> None` writes the dataset as MIND files (`once data NAME OUT`).

@@ -1,19 +1,17 @@
 """A third-party ONCE plugin: the user vector is the mean of the clicked items' vectors, then a linear map."""
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from once.hookspecs import hookimpl
+from once.api import BuildContext, Options, Register, hookimpl
 
 
-class MeanOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MeanOptions(Options):
     bias: bool = True
 
 
 class MeanUserEncoder(nn.Module):
-    def __init__(self, options: MeanOptions, context) -> None:
+    def __init__(self, options: MeanOptions, context: BuildContext) -> None:
         super().__init__()
         self.project = nn.Linear(context.item_dim, context.item_dim, bias=options.bias)
         self.dim = context.item_dim
@@ -24,5 +22,5 @@ class MeanUserEncoder(nn.Module):
 
 
 @hookimpl
-def register_user_encoders(register):
+def register_user_encoders(register: Register) -> None:
     register("average", MeanUserEncoder, MeanOptions)

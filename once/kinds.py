@@ -1,0 +1,44 @@
+"""The one table of part kinds. The hooks, the registry, the recipe resolver, `once plugins` and docs/plugins.md
+all read it: a new kind of part is one `Kind(...)` line here (and its protocol in `once.protocols`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from once import protocols
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of part: its name, the hook that registers it, where a recipe names it, and its contract."""
+
+    name: str  # as in `once plugins show KIND NAME`, e.g. "item_encoder"
+    hook: str  # the pluggy hook plugins implement, e.g. "register_item_encoders"
+    recipe_key: tuple[str, ...] | None  # the recipe section naming one part of this kind; None: named elsewhere
+    protocol: type  # what the implementation returns (once.protocols)
+    summary: str  # one line, for the hook's docstring and `once plugins`
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def snippet(self, name: str) -> str:
+        """A recipe fragment that uses the part `name` of this kind."""
+        if self.recipe_key is None:
+            return f"genre:\n  schemes:\n    {name}:\n      name: {name}\n"
+        lines, indent = [], ""
+        for key in self.recipe_key:
+            lines.append(f"{indent}{key}:")
+            indent += "  "
+        return "\n".join(lines) + f"\n{indent}name: {name}\n"
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("dataset", "register_datasets", ("dataset",), protocols.Dataset, "files -> items and impressions"),
+    Kind("tokenizer", "register_tokenizers", ("tokenizer",), protocols.Tokenizer, "item text fields -> token ids"),
+    Kind("item_encoder", "register_item_encoders", ("model", "item"), protocols.ItemEncoder, "item -> vector"),
+    Kind("user_encoder", "register_user_encoders", ("model", "user"), protocols.UserEncoder, "history -> vector"),
+    Kind("predictor", "register_predictors", ("model", "predictor"), protocols.Predictor, "user, candidates -> scores"),
+    Kind("augmenter", "register_augmenters", None, protocols.Augmenter, "GENRE prompt schemes (genre.schemes)"),
+)
+BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

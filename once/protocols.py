@@ -1,0 +1,168 @@
+"""The contracts of every kind of part: what a plugin's implementation is built from and must return.
+
+A part is registered as `register(name, implementation, options)`; the engine calls
+`implementation(options, context)` with the validated recipe options and the context of its kind, and uses
+what it returns through the protocol below. `docs/plugins.md` walks through them with an example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from once.errors import RecipeError
+
+if TYPE_CHECKING:  # annotations only: importing the contracts must not import torch
+    import torch
+
+    from once.data.tables import Corpus
+
+
+class Options(BaseModel):
+    """Base of every part's recipe options: a key the model does not declare is an error, never ignored.
+
+    The registry refuses an options model that allows extra keys, so a recipe typo cannot pass silently.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Register(Protocol):
+    """The callback every `register_*` hook receives."""
+
+    def __call__(self, name: str, implementation: Callable[[Any, Any], Any], options: type[Options]) -> None:
+        """Register `implementation(options, context) -> part` under `name`, with its options model."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an item encoder, user encoder or predictor may know about the data and the parts before it."""
+
+    vocab_size: int
+    special_ids: tuple[int, ...]  # token ids that stand for no word (padding, unknown)
+    word_vectors: torch.Tensor | None
+    text_lengths: dict[str, int]  # tokenized text fields -> tokens per item
+    category_sizes: dict[str, int]  # category fields -> number of values (0 = none)
+    num_users: int  # users seen in training, plus the unknown user 0
+    item_features: dict[str, torch.Tensor]  # the tokenized item table (statistics for training-free baselines)
+    item_clicks: torch.Tensor  # (items,) clicks each item got in the training split
+    tokenizer: dict  # the tokenizer's state (a transformers tokenizer names its checkpoint here)
+    item_dim: int = 0  # output size of the item encoder (set for the user encoder and predictor)
+    user_dim: int = 0  # output size of the user encoder (set for the predictor)
+
+    def require_text(self, field: str, key: str = "model.item.field") -> str:
+        """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
+        if field not in self.text_lengths:
+            raise RecipeError(
+                f"'{field}' is not a tokenized text field",
+                where=key,
+                hint=f"Tokenized fields (recipe items.text): {', '.join(self.text_lengths)}.",
+            )
+        return field
+
+
+@dataclass(frozen=True)
+class SchemeContext:
+    """What an augmenter is built with."""
+
+    key: str  # the scheme's key in the recipe's genre.schemes (for error messages)
+
+
+class Dataset(Protocol):
+    """A dataset, built as `implementation(options, None)`."""
+
+    def fingerprint(self) -> str:
+        """A hash of the inputs: changes whenever the data would read differently."""
+
+    def read(self) -> Corpus:
+        """Read the items and every available split."""
+
+    # Optional: `export(out: Path) -> None` writes the dataset as MIND files (`once data NAME OUT`).
+
+
+class Tokenizer(Protocol):
+    """A tokenizer, built as `implementation(options, None)`."""
+
+    vocab_size: int
+    special_ids: tuple[int, ...]  # ids that stand for no word (padding 0, unknown, ...)
+
+    def fingerprint(self) -> str:
+        """Identifies files the tokenizer reads (e.g. word vectors), so the cache is rebuilt when they change."""
+
+    def fit(self, texts: Iterable[str]) -> None:
+        """Build the vocabulary from the training items' texts."""
+
+    def encode(self, text: str, max_tokens: int) -> list[int]:
+        """At most `max_tokens` token ids of one text; 0 is reserved for padding."""
+
+    def state(self) -> dict:
+        """JSON-able state (the vocabulary), kept with the cache."""
+
+    def word_vectors(self) -> torch.Tensor | None:
+        """Pretrained vectors, one row per token id, or None."""
+
+
+class ItemEncoder(Protocol):
+    """An item encoder (a torch module), built as `implementation(options, BuildContext)`.
+
+    Input: `{field: (n, tokens) token ids or (n,) category ids, "item": (n,) item indices}`; output `(n, dim)`.
+    The output must not depend on trailing padding (token id 0), which the engine trims from each batch; item 0
+    is the padding item (all fields 0).
+    """
+
+    dim: int
+
+    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class UserEncoder(Protocol):
+    """A user encoder (a torch module), built as `implementation(options, BuildContext)` with `item_dim` set.
+
+    Input: history vectors `(batch, history, item_dim)`, their mask `(batch, history)` (True = a real item) and
+    user indices `(batch,)` (0 = a user not seen in training); output `(batch, dim)`. Padded positions must not
+    change the output.
+    """
+
+    dim: int
+
+    def __call__(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor: ...
+
+
+class Predictor(Protocol):
+    """A click predictor (a torch module), built as `implementation(options, BuildContext)` with both dims set.
+
+    Input: user vectors `(batch, user_dim)` and candidate vectors `(batch, candidates, item_dim)`; output scores
+    `(batch, candidates)` (logits: the matching task applies softmax cross-entropy over candidates).
+    """
+
+    def __call__(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor: ...
+
+
+class Augmenter(Protocol):
+    """A GENRE prompt scheme, built as `implementation(options, SchemeContext)`."""
+
+    def requests(self, corpus: Any, outputs: Callable[[str], dict[str, Any]]) -> list[Any]:
+        """One `once.api.Request` per id; `outputs(key)` reads another scheme's parsed values (for chains)."""
+
+    def parse(self, answer: str, context: dict[str, Any]) -> Any:
+        """The answer's value (JSON-able), or `once.api.MalformedAnswer`; `context` is the request's."""
+
+
+@runtime_checkable
+class CachingEncoder(Protocol):
+    """Optional, for an item encoder with frozen lower layers whose output `once cache` can store (DIRE)."""
+
+    cache_dir: Path | None  # where its recipe wants the cache (None: keyed under $ONCE_CACHE/states)
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What the cached states depend on besides the data (model files, cut layer, dtype); None: nothing frozen."""
+
+    def frozen_states(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states (n, tokens, hidden), mask (n, tokens)) entering the first trained layer, for item features."""
+
+    def use_cache(self, cache: Any) -> None:
+        """Read states from `cache` (a `once.api.StateCache`) from now on, or run the frozen layers again (None)."""
