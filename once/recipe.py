@@ -315,6 +315,10 @@ def resolve_recipe(
         raise RecipeError("a recipe must be a mapping of sections (dataset, tokenizer, model, train, ...)", where=label)
     data = apply_overrides(data, overrides)
     lines = _key_lines(text)
+    for keys, _ in parse_overrides(overrides):  # a key set on the command line is blamed on its --set argument
+        for known in [loc for loc in lines if loc[: len(keys)] == tuple(keys)]:
+            del lines[known]
+        lines[tuple(keys)] = "--set " + next(o for o in reversed(overrides) if o.partition("=")[0] == ".".join(keys))
     context = {"base_dir": base_dir}
     try:
         recipe = Recipe.model_validate(data, context=context)
@@ -329,8 +333,7 @@ def resolve_recipe(
         try:
             part = registry.get(kind, choice.name)
         except PluginError as error:
-            line = _line_of(lines, (*slot, "name"))
-            where = f"{label}:{line}" if line else label
+            where = _where(label, _line_of(lines, (*slot, "name")))
             raise RecipeError(f"{'.'.join(slot)}.name: {error.message}", where=where, hint=error.hint) from None
         try:
             validated = part.options.model_validate(choice.options(), context=context)
@@ -347,7 +350,11 @@ def resolve_recipe(
 
 
 def scheme_options(
-    genre: GenreSection, key: str, registry: Registry, label: str = "recipe", lines: dict[tuple, int] | None = None
+    genre: GenreSection,
+    key: str,
+    registry: Registry,
+    label: str = "recipe",
+    lines: dict[tuple, int | str] | None = None,
 ) -> tuple[Part, BaseModel]:
     """The augmenter that `genre.schemes.KEY` names (`name` defaults to the key) and its validated options."""
     choice = dict(genre.schemes.get(key) or {})
@@ -355,8 +362,7 @@ def scheme_options(
     try:
         part = registry.get("augmenter", name)
     except PluginError as error:
-        line = _line_of(lines or {}, ("genre", "schemes", key))
-        where = f"{label}:{line}" if line else label
+        where = _where(label, _line_of(lines or {}, ("genre", "schemes", key)))
         raise RecipeError(f"genre.schemes.{key}: {error.message}", where=where, hint=error.hint) from None
     try:
         return part, part.options.model_validate(choice)
@@ -399,7 +405,7 @@ def validation_error(
     model: type[BaseModel],
     prefix: tuple[str, ...],
     label: str,
-    lines: dict[tuple, int] | None = None,
+    lines: dict[tuple, int | str] | None = None,
 ) -> RecipeError:
     """One readable error for every problem pydantic found: key path, line, and the closest known key."""
     lines = lines or {}
@@ -408,7 +414,7 @@ def validation_error(
         loc = prefix + tuple(str(part) for part in item["loc"])
         key = ".".join(loc)
         line = _line_of(lines, loc)
-        where = f"line {line}, " if line else ""
+        where = f"{line}, " if isinstance(line, str) else f"line {line}, " if line else ""
         if item["type"] == "extra_forbidden":
             known = _fields_at(model, tuple(str(p) for p in item["loc"][:-1]))
             guess = closest(loc[-1], known)
@@ -431,7 +437,15 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return [name for name in model.model_fields if name != "name" or model is PluginChoice]
 
 
-def _line_of(lines: dict[tuple, int], loc: tuple[str, ...]) -> int | None:
+def _where(label: str, line: int | str | None) -> str:
+    """`label:line`, or the `--set` argument that gave the key, or the label alone."""
+    if isinstance(line, str):
+        return f"{label} ({line})"
+    return f"{label}:{line}" if line else label
+
+
+def _line_of(lines: dict[tuple, int | str], loc: tuple[str, ...]) -> int | str | None:
+    """The line of the deepest known key above `loc`, or the `--set KEY=VALUE` argument that set it."""
     while loc:
         if loc in lines:
             return lines[loc]
@@ -439,9 +453,9 @@ def _line_of(lines: dict[tuple, int], loc: tuple[str, ...]) -> int | None:
     return None
 
 
-def _key_lines(text: str) -> dict[tuple, int]:
+def _key_lines(text: str) -> dict[tuple, int | str]:
     """Key path -> 1-based line number of every mapping key in a YAML text."""
-    lines: dict[tuple, int] = {}
+    lines: dict[tuple, int | str] = {}
 
     def walk(node: Any, path: tuple) -> None:
         if isinstance(node, yaml.MappingNode):

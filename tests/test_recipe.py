@@ -102,3 +102,16 @@ def test_bad_overrides_and_yaml(tmp_path, registry):
         load_recipe(write(tmp_path, "dataset: [unclosed\n"), registry)
     with pytest.raises(RecipeError, match="(?s)no recipe file 'dmeo'.*Did you mean 'demo'"):
         load_recipe("dmeo", registry)
+
+
+def test_an_override_error_names_the_set_argument_not_a_file_line(registry):
+    with pytest.raises(RecipeError) as error:
+        load_recipe("demo", registry, ["train.lrr=0.1"])
+    assert "--set train.lrr=0.1, train.lrr: unknown key; did you mean 'lr'?" in error.value.message
+    assert "line " not in error.value.message
+    with pytest.raises(RecipeError) as error:
+        load_recipe("demo", registry, ["model.item.name=nrmz"])
+    assert error.value.where == "built-in recipe 'demo' (--set model.item.name=nrmz)"
+    with pytest.raises(RecipeError) as error:  # a key the file has, set twice: the last --set is blamed
+        load_recipe("demo", registry, ["train.epochs=1", "train.epochs=-1"])
+    assert "--set train.epochs=-1, train.epochs:" in error.value.message
