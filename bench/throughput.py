@@ -42,8 +42,8 @@ TINY_LLAMA = {"layers": 4, "hidden": 128}
 def recipe_for(corpus: str, model: str, goodreads: Path | None) -> tuple[str, list[str]]:
     """The built-in recipe and overrides of one benchmark row."""
     from once.data.files import cache_root
-    from once_plugins.demo import TOPICS
-    from once_plugins.lm_tiny import write_tiny_model
+    from once_plugins.datasets.demo import TOPICS
+    from once_plugins.lm.tiny import write_tiny_model
 
     overrides = ["device=cpu"]
     if model == "dire":

@@ -51,7 +51,7 @@ TINY_DIRE = [
 
 def tiny_lm(family: str, folder: Path) -> Path:
     """A tiny random BERT or LLaMA checkpoint with its tokenizer, saved as a user's model folder would be."""
-    from once_plugins.lm_tiny import write_tiny_model
+    from once_plugins.lm.tiny import write_tiny_model
 
     texts = ["news article about sports and the election", "a recipe for soup", "travel to the mountains"] * 20
     return write_tiny_model(family, folder, texts, layers=LM_LAYERS, hidden=32, seed=1)

@@ -88,7 +88,7 @@ def test_a_cache_killed_mid_shard_resumes_to_identical_shards(registry, tmp_path
     args = ["cache", "demo-llama", *(f"--set={o}" for o in [*overrides, f"model.item.cache_dir={killed_dir}"])]
     args.append("--shard-items=50")
     # call 1 probes the layout, then 4 batches per shard: call 12 is the 3rd batch of the 3rd shard
-    kill = ("once_plugins.lm:LmItemEncoder.frozen_states", 12, "")
+    kill = ("once_plugins.lm.dire:LmItemEncoder.frozen_states", 12, "")
     assert once(args, tmp_path / "cache", tmp_path, kill) == -signal.SIGKILL
     assert len(list(killed_dir.glob("states-*.npy"))) == 2  # two complete shards, the third one half-written
     assert len(list(killed_dir.glob(".*.tmp"))) == 1

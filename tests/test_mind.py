@@ -5,7 +5,7 @@ import pytest
 from mind_files import BEHAVIORS, NEWS, write_mind
 
 from once.errors import DataError
-from once_plugins.mind import read_mind
+from once_plugins.datasets.mind import read_mind
 
 
 def test_reads_items_and_impressions(tmp_path):
@@ -80,8 +80,8 @@ def test_unknown_ids_can_be_skipped_with_a_counted_warning(tmp_path, caplog):
 
 
 def test_a_tiny_demo_corpus_is_complete_even_when_topics_run_out(tmp_path):
-    from once_plugins.demo import DemoOptions, write_demo
-    from once_plugins.mind import read_mind
+    from once_plugins.datasets.demo import DemoOptions, write_demo
+    from once_plugins.datasets.mind import read_mind
 
     write_demo(tmp_path, DemoOptions(items=20, users=50))
     corpus = read_mind(tmp_path)

@@ -40,7 +40,7 @@ def register_commands(cli):
 
 def demo_texts() -> list[str]:
     """Every text of the default demo corpus (the tokenizer's training data)."""
-    from once_plugins.demo import DemoDataset, DemoOptions
+    from once_plugins.datasets.demo import DemoDataset, DemoOptions
 
     items = DemoDataset(DemoOptions(), None).read().items
     return [text for column in (*items.text.values(), *items.categories.values()) for text in column if text]

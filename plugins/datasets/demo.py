@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from once.api import Corpus, Options, building, cache_root, hookimpl
-from once_plugins.mind import read_mind
+from once_plugins.datasets.mind import read_mind
 
 GENERATOR_VERSION = 1
 TOPICS: dict[str, list[str]] = {
