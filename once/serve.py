@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from once.assembly import assemble, pick_device
 from once.checkpoint import load_model, save_tensors
 from once.data.files import read_text, write_json
 from once.data.prepare import PreparedData, prepare
 from once.errors import DataError, OnceError, closest
 from once.evaluate import encode_all_items
-from once.model import Recommender, build_recommender
+from once.model import Recommender
 from once.recipe import ResolvedRecipe
 from once.registry import Registry
 from once.runs import BEST, Run
-from once.states import attach_cache
-from once.train import pick_device
 
 
 @dataclass
@@ -44,8 +43,7 @@ def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
     resolved = run.resolve(registry)
     data = prepare(resolved)
     device = pick_device(resolved.recipe.device)
-    model = build_recommender(resolved, data).to(device)
-    attach_cache(model, data, build=False, batch_size=resolved.recipe.eval.batch_size, device=device)
+    model = assemble(resolved, data, device, cache="existing")
     load_model(run.path / BEST, model, resolved.fingerprint)
     return LoadedRun(run, resolved, data, model.eval(), device)
 

@@ -17,18 +17,18 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
+from once.assembly import assemble, pick_device, prepare_once, start_world
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
 from once.data.files import LOCK, exclusive, write_json
-from once.data.prepare import PreparedData, prepare
+from once.data.prepare import PreparedData
 from once.data.sampling import TrainingSamples, prefetched, training_batches
-from once.distributed import World, init_world
+from once.distributed import World
 from once.errors import DataError, Interrupted, OnceError
 from once.evaluate import autocast, evaluate, evaluation_settings, score_split, split_metrics, user_groups
-from once.model import Recommender, build_recommender, parameter_groups
+from once.model import Recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
 from once.runs import BEST, STATE, TEST, TEST_GROUPS, Run
-from once.states import attach_cache
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -40,24 +40,6 @@ class TrainResult:
     epochs: list[dict[str, Any]]
     test: dict[str, float] | None
     test_groups: dict[str, dict[str, float]]  # cold and warm users apart
-
-
-def pick_device(name: str, world: World | None = None) -> torch.device:
-    """The recipe's device; under torchrun with GPUs, this rank's GPU."""
-    world = world or World()
-    if world.distributed and name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", world.local_rank)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OnceError("the recipe asks for device: cuda, but no CUDA GPU is available", hint="Use device: auto.")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise OnceError("the recipe asks for device: mps, but Apple's MPS is not available", hint="Use device: auto.")
-    return torch.device(name)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -75,25 +57,36 @@ class Trainer:
         self.world = world or World()
         self.recipe = resolved.recipe
         self.device = pick_device(self.recipe.device, self.world)
+        self._check_data()
+        self._setup_model()
+        self._setup_optimizer()
+        self._setup_data()
+        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "records": []}
+
+    def _check_data(self) -> None:
         for split in ("train", "dev"):
-            if split not in data.splits:
+            if split not in self.data.splits:
                 raise DataError(f"the dataset has no {split} split, which training needs")
-        dev = data.splits["dev"]
+        dev = self.data.splits["dev"]
         if not dev.labeled or not (dev.labels.values == 1).any():
             raise DataError("the dev split has no labeled clicks, so epochs cannot be compared or stopped early")
-        torch.manual_seed(self.recipe.seed)
-        self.model: Recommender = build_recommender(resolved, data).to(self.device)
-        attach_cache(
-            self.model,
-            data,
-            build=True,
-            batch_size=resolved.recipe.eval.batch_size,
-            device=self.device,
-            world=self.world,
-        )
+
+    def _setup_model(self) -> None:
+        """The model on its device with its cache, compiled if asked, wrapped in DDP under torchrun."""
+        self.model: Recommender = assemble(self.resolved, self.data, self.device, cache="build", world=self.world)
         if self.recipe.compile:
             self.model.item_encoder.compile(dynamic=True)
             self.model.user_encoder.compile(dynamic=True)
+        self.forward = self.model
+        if self.world.distributed and any(p.requires_grad for p in self.model.parameters()):
+            # parts a batch may leave unused (a masked view, LoRA's frozen base, profile fusion without profiles)
+            # must not stall the gradient all-reduce
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
+            )  # the buffers (item features) are the same on every rank and never change
+
+    def _setup_optimizer(self) -> None:
         train = self.recipe.train
         groups = parameter_groups(self.model, train.lr)
         if not groups and train.epochs:
@@ -103,19 +96,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
-        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "records": []}
-        split = data.splits["train"]
-        self.samples = TrainingSamples.from_split(split)
+
+    def _setup_data(self) -> None:
+        self.samples = TrainingSamples.from_split(self.data.splits["train"])
         if not len(self.samples):
             raise DataError("the training split has no clicked candidates to learn from")
-        self.forward = self.model
-        if self.world.distributed and groups:
-            # parts a batch may leave unused (a masked view, LoRA's frozen base, profile fusion without profiles)
-            # must not stall the gradient all-reduce
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(
-                self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
-            )  # the buffers (item features) are the same on every rank and never change
 
     def resume(self, run: Run) -> None:
         self.state = load_training_state(
@@ -265,7 +250,7 @@ def train(
     on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
     """Train a recipe into a new run directory under `runs_root`, or continue the run at `resume`."""
-    world = init_world(use_cuda=resolved.recipe.device in ("auto", "cuda") and torch.cuda.is_available())
+    world = start_world(resolved)
     console = console or Console(stderr=True, quiet=not world.main)
     data = prepare_once(resolved, world)
     if world.main:
@@ -291,11 +276,3 @@ def train(
                 hint=f"Continue with: once train --resume {run.path}",
             ) from None
         return TrainResult(run, trainer.state["records"], *trainer.test(run))
-
-
-def prepare_once(resolved: ResolvedRecipe, world: World) -> PreparedData:
-    """The tokenized data; under torchrun rank 0 tokenizes first and the other ranks then read its files."""
-    if world.main:
-        data = prepare(resolved)
-    world.barrier()
-    return data if world.main else prepare(resolved)

@@ -1,0 +1,47 @@
+"""`once eval`: re-evaluate a saved run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from once.commands.common import metrics_table
+from once.errors import OnceError
+from once.registry import Registry
+
+
+def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
+    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    out = console
+    @cli.command("eval")
+    def evaluate_run(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
+        split: Annotated[str, typer.Option(help="dev or test")] = "test",
+        prediction: Annotated[Path | None, typer.Option(help="Write MIND leaderboard prediction.txt here.")] = None,
+        plain: Annotated[
+            bool, typer.Option(help="Run the full model per impression instead of the fast path.")
+        ] = False,
+    ):
+        """Re-evaluate a saved run's best checkpoint."""
+        from once.data.files import write_atomic
+        from once.evaluate import evaluation_settings, prediction_lines, score_split
+        from once.metrics import mind_metrics
+        from once.serve import load_run
+
+        loaded = load_run(run_dir, registry)
+        if split not in loaded.data.splits:
+            raise OnceError(f"the dataset has no '{split}' split", hint=f"Splits: {', '.join(loaded.data.splits)}.")
+        chosen = loaded.data.splits[split]
+        settings = evaluation_settings(loaded.resolved, loaded.data, loaded.device)
+        scores = score_split(loaded.model, chosen, fast=not plain, **settings)
+        if prediction:
+            write_atomic(prediction, prediction_lines(chosen, scores))
+            out.print(f"wrote {len(scores)} impressions to {prediction}")
+        if chosen.labeled:
+            metrics = mind_metrics((chosen.labels[i] for i in range(len(chosen))), scores)
+            out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
+        elif not prediction:
+            out.print(f"the {split} split is unlabeled: use --prediction FILE to write rankings")

@@ -1,0 +1,60 @@
+"""`once recommend`: rank items for users with a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from once.errors import OnceError
+from once.registry import Registry
+
+
+def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
+    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    out = console
+    @cli.command()
+    def recommend(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
+        user: Annotated[list[str] | None, typer.Option("--user", help="User id (repeatable).")] = None,
+        users_file: Annotated[Path | None, typer.Option("--users", help="File of user ids, one per line.")] = None,
+        top: Annotated[int, typer.Option(min=1)] = 10,
+        candidates: Annotated[Path | None, typer.Option(help="Rank only these item ids (a file).")] = None,
+        include_history: Annotated[
+            bool, typer.Option(help="Also rank items already in the user's history or clicked.")
+        ] = False,
+        out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of tables.")] = None,
+    ):
+        """Rank items for users with a trained model."""
+        import json
+
+        from once.data.files import read_text, write_atomic
+        from once.serve import TrainedModel
+
+        wanted = list(user or [])
+        if users_file:
+            wanted += [line.strip() for line in read_text(users_file).splitlines() if line.strip()]
+        wanted = list(dict.fromkeys(wanted))  # each user once, in the order given
+        if not wanted:
+            raise OnceError("name at least one user", hint="Use --user UID or --users FILE.")
+        trained = TrainedModel(run_dir, registry)
+        pool = trained.candidates_from_file(candidates) if candidates else None
+        results = trained.recommend(wanted, top, pool, include_history)
+        if out_file:
+            lines = [
+                json.dumps({"user": u, "items": [r.item for r in recs], "scores": [r.score for r in recs]}) + "\n"
+                for u, recs in results.items()
+            ]
+            write_atomic(out_file, "".join(lines))
+            out.print(f"wrote recommendations for {len(lines)} user(s) to {out_file}")
+            return
+        for name, recommendations in results.items():
+            table = Table(title=f"top {top} for user {name}")
+            for column in ("rank", "item", "title", "score"):
+                table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+            for rank, r in enumerate(recommendations, 1):
+                table.add_row(str(rank), r.item, r.title, f"{r.score:.4f}")
+            out.print(table)

@@ -1,0 +1,58 @@
+"""`once train`: train a recipe and test the best epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from once.commands.common import Overrides, metrics_table
+from once.errors import RecipeError
+from once.metrics import METRICS
+from once.recipe import DEMO_RECIPE, load_recipe
+from once.registry import Registry
+from once.runs import Run
+
+
+def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
+    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    out = console
+    @cli.command()
+    def train(
+        recipe: Annotated[str, typer.Argument(help="Recipe file or built-in recipe name.")] = DEMO_RECIPE,
+        set_: Overrides = None,
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
+        resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
+    ):
+        """Train a recipe (the demo when none is given) and test the best epoch."""
+        from once.distributed import launched_as_main
+        from once.train import train as run_training
+
+        out.quiet = not launched_as_main()  # under torchrun, rank 0 reports for all
+        if resume:
+            if set_:
+                raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
+            resolved = Run.open(resume).resolve(registry)
+        else:
+            resolved = load_recipe(recipe, registry, set_)
+        out.print(f"[bold]recipe[/] {resolved.source}  [bold]fingerprint[/] {resolved.fingerprint}")
+
+        def report(record: dict[str, Any]) -> None:
+            dev = "  ".join(f"{m} {record['dev'][m]:.4f}" for m in METRICS)
+            out.print(
+                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}  dev {dev}  "
+                f"({record['samples_per_s']:.0f} samples/s)"
+            )
+
+        result = run_training(
+            resolved, runs_root=out_dir, resume=resume, plugins=registry.distributions(), on_epoch_end=report
+        )
+        rows = [(f"epoch {r['epoch']}", r["dev"]) for r in result.epochs]
+        losses = {"loss": [f"{r['train_loss']:.4f}" for r in result.epochs]}
+        out.print(metrics_table("dev metrics per epoch", rows, losses))
+        if result.test:
+            groups = [(f"{name} ({int(m['impressions'])} imp.)", m) for name, m in result.test_groups.items()]
+            out.print(metrics_table("test (best dev epoch)", [("test", result.test), *groups]))
+        out.print(f"run directory: [bold]{result.run.path}[/]")
