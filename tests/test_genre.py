@@ -274,7 +274,7 @@ def test_the_local_transformers_backend_answers_offline(books, tmp_path, registr
     """A tiny random causal LM with a chat template: answers are nonsense, but every id gets its record."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from once_plugins.lm_tiny import write_tiny_model
+    from once_plugins.lm.tiny import write_tiny_model
 
     folder = write_tiny_model("llama", tmp_path / "lm", ["a reader read books about travel"] * 20, layers=1)
     LlamaForCausalLM(LlamaConfig.from_pretrained(folder)).save_pretrained(folder)
@@ -342,22 +342,61 @@ def test_a_plugin_adds_a_scheme_and_gets_its_command(books, tmp_path):
 
 
 def test_the_rate_limiter_spaces_requests_beyond_the_minute_budget():
+    """The times the limiter grants, on a fake clock that moves only when the limiter sleeps (no wall clock)."""
     import asyncio
 
     from once.genre.runner import RateLimiter
 
-    async def take(limiter: RateLimiter, count: int, tokens: int) -> float:
-        started = time.monotonic()
+    class FakeTime:
+        def __init__(self) -> None:
+            self.now, self.slept = 0.0, []
+
+        def clock(self) -> float:
+            return self.now
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+            self.now += seconds
+            await asyncio.sleep(0)  # still yields to the other requests, as a real sleep does
+
+    def limiter(requests: int | None, tokens: int | None) -> tuple[RateLimiter, FakeTime]:
+        fake = FakeTime()
+        return RateLimiter(requests, tokens, clock=fake.clock, sleep=fake.sleep), fake
+
+    async def take(limiter: RateLimiter, fake: FakeTime, count: int, tokens: int) -> list[float]:
+        granted = []
         for _ in range(count):
             await limiter.acquire(tokens)
-        return time.monotonic() - started
+            granted.append(fake.clock())
+        return granted
 
-    assert asyncio.run(take(RateLimiter(1200, None), 1200, 1)) < 0.5  # a full bucket: no wait
-    limiter = RateLimiter(1200, None)
-    asyncio.run(take(limiter, 1200, 1))
-    assert 0.45 < asyncio.run(take(limiter, 10, 1)) < 1.5  # then 20 per second: 10 more take 0.5 s
-    tokens = RateLimiter(None, 6000)  # 100 tokens per second
-    assert 0.9 < asyncio.run(take(tokens, 61, 100)) < 2.5  # 6,100 tokens: 100 beyond the bucket, 1 s
+    # 960 requests per minute: 16 per second, one every 1/16 s (exact in binary floating point)
+    requests, fake = limiter(960, None)
+    assert asyncio.run(take(requests, fake, 960, 1)) == [0.0] * 960 and fake.slept == []  # a full bucket: no wait
+    assert asyncio.run(take(requests, fake, 10, 1)) == [k / 16 for k in range(1, 11)]  # then one per 1/16 s
+    assert fake.slept == [1 / 16] * 10
+    fake.now = 120.0  # two idle minutes refill the bucket to a minute's budget, no more
+    assert asyncio.run(take(requests, fake, 961, 1)) == [120.0] * 960 + [120.0 + 1 / 16]
+
+    # 6,000 tokens per minute: 100 per second; 61 requests of 100 tokens, the last 100 beyond the bucket
+    tokens, fake = limiter(None, 6000)
+    assert asyncio.run(take(tokens, fake, 61, 100)) == [0.0] * 60 + [1.0] and fake.slept == [1.0]
+
+    # one request bigger than a minute's budget waits for a full bucket, not forever
+    tokens, fake = limiter(None, 6000)
+    assert asyncio.run(take(tokens, fake, 2, 9000)) == [0.0, 60.0]
+
+    # both limits: the longer wait wins; concurrent requests are granted one at a time, in order
+    both, fake = limiter(960, 6000)
+
+    async def together() -> list[float]:
+        async def one() -> float:
+            await both.acquire(3000)
+            return fake.clock()
+
+        return list(await asyncio.gather(*(one() for _ in range(4))))  # in the order they asked
+
+    assert asyncio.run(together()) == [0.0, 0.0, 30.0, 60.0]  # tokens, not requests, set the pace
 
 
 @pytest.mark.skipif(
@@ -382,7 +421,7 @@ def test_the_real_smollm2_writes_book_descriptions_offline(books, tmp_path, regi
 def test_news_flavour_prompts_and_parsing(tiny, registry):
     from once.genre.command import plan
     from once.genre.runner import MalformedAnswer
-    from once_plugins.genre import Generate, GenerateOptions, Profile, UserSchemeOptions
+    from once_plugins.genre.schemes import Generate, GenerateOptions, Profile, UserSchemeOptions
 
     resolved = tiny()
     summaries = plan(resolved, "summarize", registry)

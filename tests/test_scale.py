@@ -23,7 +23,7 @@ from once.model import build_recommender
 from once.recipe import load_recipe
 from once.states import build_cache
 from once.train import train
-from once_plugins.demo import DemoOptions
+from once_plugins.datasets.demo import DemoOptions
 
 DDP = [*TINY, "model.item.dropout=0", "train.epochs=3", "train.patience=5"]
 
@@ -165,23 +165,56 @@ def test_unique_item_encoding_and_trimmed_batches_give_the_scores_of_every_occur
     torch.testing.assert_close(unique, every, rtol=1e-5, atol=1e-5)
 
 
+def record_item_encoder_calls(model: torch.nn.Module) -> list[tuple[bool, bool, torch.dtype, torch.dtype]]:
+    """Each later call of the model's item encoder, as (grad enabled, CPU autocast enabled, CPU autocast dtype,
+    output dtype): what shows whether `precision: bf16` reached the forward passes."""
+    calls: list[tuple[bool, bool, torch.dtype, torch.dtype]] = []
+
+    def hook(module, args, output):
+        state = torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+        calls.append((*state, output.dtype))
+
+    model.item_encoder.register_forward_hook(hook)
+    return calls
+
+
 def test_bf16_scoring_is_close_to_fp32(tiny):
     resolved = tiny()
     data = prepare(resolved)
     model = build_recommender(resolved, data)
+    calls = record_item_encoder_calls(model)
     kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
     split = data.splits["dev"]
     full = score_split(model, split, **kwargs)
+    assert calls and all(not call[1] and call[3] == torch.float32 for call in calls)  # plain fp32
+    calls.clear()
     half = score_split(model, split, precision="bf16", **kwargs)
+    assert calls and all(call[1:] == (True, torch.bfloat16, torch.bfloat16) for call in calls)  # bf16 applied
     assert max(np.abs(a - b).max() for a, b in zip(full, half, strict=True)) < 0.05
+    assert any(not np.array_equal(a, b) for a, b in zip(full, half, strict=True))  # rounded, so not the same
     assert evaluate(model, split, precision="bf16", **kwargs)["auc"] == pytest.approx(
         evaluate(model, split, **kwargs)["auc"], abs=0.01
     )
 
 
-def test_bf16_training_runs_from_the_recipe(tiny, tmp_path):
+def test_bf16_training_runs_from_the_recipe(tiny, tmp_path, monkeypatch):
+    from once.model import Recommender
+
+    calls: list[tuple[bool, bool, torch.dtype, torch.dtype]] = []
+    encode_items = Recommender.encode_items
+
+    def encode_and_record(self, items):  # the real encoding, with the state it ran under recorded
+        vectors = encode_items(self, items)
+        state = torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+        calls.append((*state, vectors.dtype))
+        return vectors
+
+    monkeypatch.setattr(Recommender, "encode_items", encode_and_record)
     result = train(tiny("precision=bf16", "train.epochs=1"), runs_root=tmp_path)
     assert result.test["auc"] > 0.55
+    training = [call for call in calls if call[0]]
+    assert training and all(call[1:] == (True, torch.bfloat16, torch.bfloat16) for call in training)
+    assert all(call[1:] == (True, torch.bfloat16, torch.bfloat16) for call in calls)  # scoring too
 
 
 def test_prepared_splits_are_memory_mapped(tiny):

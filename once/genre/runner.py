@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,19 +60,27 @@ def estimate_tokens(messages: Messages) -> int:
 
 
 class RateLimiter:
-    """Requests per minute and tokens per minute, as token buckets refilled continuously."""
+    """Requests per minute and tokens per minute, as token buckets refilled continuously. `clock` and `sleep`
+    are the time it reads and waits in (tests pass a fake clock that advances only when slept on)."""
 
-    def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+    def __init__(
+        self,
+        requests_per_minute: int | None,
+        tokens_per_minute: int | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.limits = [requests_per_minute, tokens_per_minute]
         self.levels = [float(limit or 0) for limit in self.limits]
-        self.updated = time.monotonic()
+        self.clock, self.sleep = clock, sleep
+        self.updated = clock()
         self.lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
         async with self.lock:
             costs = [1, tokens]
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 elapsed, self.updated = now - self.updated, now
                 waits = []
                 for i, (limit, cost) in enumerate(zip(self.limits, costs, strict=True)):
@@ -87,7 +95,7 @@ class RateLimiter:
                         if limit is not None:
                             self.levels[i] -= min(cost, limit)
                     return
-                await asyncio.sleep(max(waits))
+                await self.sleep(max(waits))
 
 
 async def run_requests(
