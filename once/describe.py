@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic_core import to_jsonable_python
 
 from once.kinds import BY_NAME
 from once.registry import Part
@@ -55,11 +55,7 @@ def describe(part: Part) -> PartInfo:
 
 
 def _option(name: str, field: Any) -> OptionInfo:
-    if field.is_required():
-        default = "(required)"
-    else:
-        value = field.get_default(call_default_factory=True)
-        default = repr(value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
+    default = "(required)" if field.is_required() else repr(_default(field))
     constraints = ", ".join(filter(None, (_constraint(item) for item in field.metadata)))
     annotation = getattr(field.annotation, "__name__", None) if isinstance(field.annotation, type) else None
     text = annotation or str(field.annotation).replace("typing.", "").replace("pathlib.", "")
@@ -85,23 +81,14 @@ def _constraint(item: Any) -> str:
     return str(item)
 
 
+def _default(field: Any) -> Any:
+    """A field's default as plain data (nested models and paths included), as a recipe would write it."""
+    return to_jsonable_python(field.get_default(call_default_factory=True))
+
+
 def _defaults(options: type[BaseModel]) -> dict[str, Any]:
-    values = {}
-    for name, field in options.model_fields.items():
-        if field.is_required():
-            values[name] = "..."  # the user must fill it in
-            continue
-        value = field.get_default(call_default_factory=True)
-        if value is PydanticUndefined:
-            continue
-        values[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else _plain(value)
-    return values
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    """Option -> default, with "..." for the options a recipe must give."""
+    return {name: "..." if field.is_required() else _default(field) for name, field in options.model_fields.items()}
 
 
 def _snippet(part: Part, defaults: dict[str, Any]) -> str:

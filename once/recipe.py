@@ -315,10 +315,10 @@ def resolve_recipe(
         raise RecipeError("a recipe must be a mapping of sections (dataset, tokenizer, model, train, ...)", where=label)
     data = apply_overrides(data, overrides)
     lines = _key_lines(text)
-    for keys, _ in parse_overrides(overrides):  # a key set on the command line is blamed on its --set argument
+    for item, (keys, _) in zip(overrides, parse_overrides(overrides), strict=True):  # blamed on their --set
         for known in [loc for loc in lines if loc[: len(keys)] == tuple(keys)]:
             del lines[known]
-        lines[tuple(keys)] = "--set " + next(o for o in reversed(overrides) if o.partition("=")[0] == ".".join(keys))
+        lines[tuple(keys)] = f"--set {item}"
     context = {"base_dir": base_dir}
     try:
         recipe = Recipe.model_validate(data, context=context)

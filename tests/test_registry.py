@@ -117,7 +117,7 @@ def test_plugins_show_prints_location_docstring_options_and_a_snippet(capsys):
     assert cli_run(["plugins", "show", "item_encoder", "nrms"]) == 0
     out = capsys.readouterr().out
     assert "module once_plugins.news.nrms" in out
-    assert re.search(r"\(plugins/nrms\.py:\d+\)", out) or re.search(r"nrms\.py:\d+", out)
+    assert re.search(r"\(plugins/news/nrms\.py:\d+\)", out)
     assert "NRMS (Wu et al., EMNLP 2019)" in out
     assert re.search(r"word_dim\s*│\s*int\s*│\s*300\s*│\s*ge 1", out)
     snippet = out[out.index("recipe snippet:") :].split("\n", 1)[1]

@@ -12,8 +12,9 @@ from typing import Any
 from once.data.files import exclusive
 from once.errors import RecipeError
 from once.genre.backends import make_backend
-from once.genre.runner import Report, Request, Scheme, SchemeContext, estimate_tokens, run_requests
+from once.genre.runner import Report, Request, estimate_tokens, run_requests
 from once.genre.store import RecordStore
+from once.protocols import Augmenter, SchemeContext
 from once.recipe import GenreSection, ResolvedRecipe, scheme_options
 from once.registry import Registry
 
@@ -21,7 +22,7 @@ from once.registry import Registry
 @dataclass
 class Plan:
     key: str
-    scheme: Scheme
+    scheme: Augmenter
     store: RecordStore
     total: int  # requests the scheme makes for this data
     pending: list[Request]  # the ones not answered yet (or failed, with retry_failed)
@@ -41,7 +42,7 @@ def answers_lock(section: GenreSection, key: str) -> contextlib.AbstractContextM
     return exclusive(path.with_name(f".{path.name}.lock"), f"the answer file {path.name}")
 
 
-def build_scheme(section: GenreSection, key: str, registry: Registry) -> Scheme:
+def build_scheme(section: GenreSection, key: str, registry: Registry) -> Augmenter:
     """The augmenter that `genre.schemes.KEY` names (the key itself when the recipe does not list it)."""
     part, options = scheme_options(section, key, registry)
     return part.implementation(options, SchemeContext(key))

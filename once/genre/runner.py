@@ -7,10 +7,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from once.genre.backends import Backend, BackendSection, Messages, Refused, Transient
 from once.genre.store import FAILED, MALFORMED, OK, RecordStore
+from once.protocols import Augmenter
 
 CHARS_PER_TOKEN = 4  # a rough count for estimates before any request is sent
 
@@ -24,21 +25,6 @@ class Request:
     id: str  # the item or user id (with a sample suffix when a scheme asks several times)
     messages: Messages
     context: dict[str, Any] = field(default_factory=dict)  # what `parse` may check the answer against
-
-
-@dataclass(frozen=True)
-class SchemeContext:
-    key: str  # the scheme's key in the recipe's genre.schemes (for error messages)
-
-
-class Scheme(Protocol):
-    """What an augmenter plugin returns: the requests to send and how to read an answer."""
-
-    def requests(self, corpus: Any, outputs: Callable[[str], dict[str, Any]]) -> list[Request]:
-        """One request per id; `outputs(key)` reads another scheme's parsed values (for chains)."""
-
-    def parse(self, answer: str, context: dict[str, Any]) -> Any:
-        """The answer's value (JSON-able), or MalformedAnswer; `context` is the request's."""
 
 
 @dataclass
@@ -100,7 +86,7 @@ class RateLimiter:
 
 async def run_requests(
     requests: list[Request],
-    scheme: Scheme,
+    scheme: Augmenter,
     backend: Backend,
     store: RecordStore,
     section: BackendSection,
@@ -133,7 +119,7 @@ async def run_requests(
 
 async def _ask(
     request: Request,
-    scheme: Scheme,
+    scheme: Augmenter,
     backend: Backend,
     limiter: RateLimiter,
     section: BackendSection,
