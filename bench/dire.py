@@ -38,7 +38,7 @@ def step_costs(model: str, steps: int) -> list[dict]:
     import torch
     from rich.console import Console
 
-    from once.data.files import cache_root
+    from once.files import cache_root
     from once.recipe import load_recipe
     from once.train import train
 

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="replace the GENRE section of this markdown file")
     args = parser.parse_args()
 
-    from once.data.files import cache_root
+    from once.files import cache_root
 
     started = time.perf_counter()
     answers = cache_root() / "genre-paper-answers"

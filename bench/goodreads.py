@@ -25,7 +25,7 @@ DEFAULT_BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "go
 
 
 def build_benchmark(builder: Path, users: int, seed: int, abstract: str) -> Path:
-    from once.data.files import cache_root
+    from once.files import cache_root
 
     out = cache_root() / "goodreads-mind" / f"users{users}-seed{seed}-{abstract}"
     if not (out / "meta.json").exists():
@@ -41,10 +41,10 @@ def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
     import torch
     from rich.console import Console
 
+    from once.assembly import load_data
     from once.checkpoint import load_model
-    from once.data.files import cache_root
-    from once.data.prepare import prepare
     from once.evaluate import evaluate
+    from once.files import cache_root
     from once.model import build_recommender
     from once.recipe import load_recipe
     from once.train import train
@@ -53,7 +53,7 @@ def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
     started = time.perf_counter()
     result = train(resolved, runs_root=cache_root() / "bench-runs", console=Console(stderr=True, quiet=True))
     seconds = time.perf_counter() - started
-    data = prepare(resolved)
+    data = load_data(resolved)
     train_split = data.splits["train"]
     clicks_per_impression = float((train_split.labels.values == 1).sum() / len(train_split))
     samples_per_s = [e["samples_per_s"] for e in result.epochs]

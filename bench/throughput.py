@@ -41,7 +41,7 @@ TINY_LLAMA = {"layers": 4, "hidden": 128}
 
 def recipe_for(corpus: str, model: str, goodreads: Path | None) -> tuple[str, list[str]]:
     """The built-in recipe and overrides of one benchmark row."""
-    from once.data.files import cache_root
+    from once.files import cache_root
     from once_plugins.datasets.demo import TOPICS
     from once_plugins.lm.tiny import write_tiny_model
 
@@ -129,7 +129,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     from rich.console import Console
     from torch.utils.flop_counter import FlopCounterMode
 
-    from once.data.prepare import prepare
+    from once.assembly import load_data
     from once.data.sampling import prefetched, training_batches
     from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics
     from once.recipe import load_recipe
@@ -139,7 +139,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     resolved = load_recipe(recipe, None, overrides)
     figures: dict = {"corpus": corpus, "model": model, "recipe": recipe, "threads": torch.get_num_threads()}
     started = time.perf_counter()
-    data = prepare(resolved)
+    data = load_data(resolved)
     figures["prepare_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     trainer = Trainer(resolved, data, Console(stderr=True, quiet=True))  # builds the DIRE cache when missing

@@ -13,9 +13,9 @@ The contract of each kind of part is in `once.protocols` (re-exported here) and 
 exported here are internal and may change without notice.
 """
 
-from once.data.files import building, cache_root, read_text, write_atomic
 from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
 from once.errors import DataError, OnceError, RecipeError
+from once.files import building, cache_root, read_text, write_atomic
 from once.genre.merge import profile_text
 from once.genre.runner import MalformedAnswer, Request
 from once.hookspecs import hookimpl

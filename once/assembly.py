@@ -1,7 +1,7 @@
 """From a resolved recipe to a ready model: the one path that train, cache, eval, recommend, export and serve take.
 
-start_world -> prepare_once -> pick_device -> assemble (seed, build the parts, move to the device, attach the
-hidden-state cache).
+start_world -> prepare_once (load_data: the tokenized data with GENRE's answers merged) -> pick_device ->
+assemble (seed, build the parts, move to the device, attach the hidden-state cache).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from once.data.prepare import PreparedData, prepare
 from once.distributed import World, init_world
 from once.errors import OnceError
+from once.genre.merge import GenreAnswers
 from once.model import Recommender, build_recommender
 from once.recipe import ResolvedRecipe
 from once.states import attach_cache
@@ -23,12 +24,17 @@ def start_world(resolved: ResolvedRecipe) -> World:
     return init_world(use_cuda=resolved.recipe.device in ("auto", "cuda") and torch.cuda.is_available())
 
 
+def load_data(resolved: ResolvedRecipe) -> PreparedData:
+    """The recipe's tokenized data, with the GENRE answers its `augment` section names merged in."""
+    return prepare(resolved, GenreAnswers(resolved.recipe.augment))
+
+
 def prepare_once(resolved: ResolvedRecipe, world: World) -> PreparedData:
     """The tokenized data; under torchrun rank 0 tokenizes first and the other ranks then read its files."""
     if world.main:
-        data = prepare(resolved)
+        data = load_data(resolved)
     world.barrier()
-    return data if world.main else prepare(resolved)
+    return data if world.main else load_data(resolved)
 
 
 def pick_device(name: str, world: World | None = None) -> torch.device:

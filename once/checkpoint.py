@@ -11,8 +11,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
-from once.data.files import write_atomic
 from once.errors import OnceError
+from once.files import write_atomic
 
 CHECKSUM, FINGERPRINT = "sha256", "recipe_fingerprint"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from once.data.files import write_atomic
+from once.files import write_atomic
 from once.metrics import METRICS
 from once.runs import Run
 

@@ -30,8 +30,8 @@ from pydantic import (
     ValidationInfo,
 )
 
-from once.data.files import read_text
 from once.errors import PluginError, RecipeError, closest
+from once.files import read_text
 from once.kinds import KINDS
 from once.registry import Part, Registry, load_registry
 

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 import once
-from once.data.files import write_atomic, write_json
 from once.errors import OnceError
+from once.files import write_atomic, write_json
 from once.recipe import ResolvedRecipe, resolve_recipe
 from once.registry import Registry
 

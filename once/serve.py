@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from once.assembly import assemble, pick_device
+from once.assembly import assemble, load_data, pick_device
 from once.checkpoint import load_model, save_tensors
-from once.data.files import read_text, write_json
-from once.data.prepare import PreparedData, prepare
+from once.data.prepare import PreparedData
 from once.errors import DataError, OnceError, closest
 from once.evaluate import encode_all_items
+from once.files import read_text, write_json
 from once.model import Recommender
 from once.recipe import ResolvedRecipe
 from once.registry import Registry
@@ -41,7 +41,7 @@ class LoadedRun:
 def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
     run = Run.open(run_dir)
     resolved = run.resolve(registry)
-    data = prepare(resolved)
+    data = load_data(resolved)
     device = pick_device(resolved.recipe.device)
     model = assemble(resolved, data, device, cache="existing")
     load_model(run.path / BEST, model, resolved.fingerprint)

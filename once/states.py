@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from once.data.files import LOCK, cache_root, disk_space, exclusive, map_array, write_json
 from once.data.prepare import PreparedData
 from once.distributed import World
 from once.errors import DataError
+from once.files import LOCK, cache_root, disk_space, exclusive, map_array, write_json
 from once.model import Recommender
 from once.progress import progress_bar
 from once.protocols import CachingEncoder

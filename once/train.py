@@ -19,12 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from once.assembly import assemble, pick_device, prepare_once, start_world
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
-from once.data.files import LOCK, exclusive, write_json
 from once.data.prepare import PreparedData
 from once.data.sampling import TrainingSamples, prefetched, training_batches
 from once.distributed import World
 from once.errors import DataError, Interrupted, OnceError
 from once.evaluate import autocast, evaluate, evaluation_settings, score_split, split_metrics, user_groups
+from once.files import LOCK, exclusive, write_json
 from once.model import Recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe

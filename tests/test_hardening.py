@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import TINY
 
+from once.assembly import load_data
 from once.checkpoint import load_model, load_tensors, save_model
 from once.cli import run as cli
-from once.data.files import LOCK, exclusive
-from once.data.prepare import prepare
 from once.errors import DataError, OnceError
+from once.files import LOCK, exclusive
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.registry import load_registry
@@ -35,7 +35,7 @@ def test_a_second_process_on_the_same_run_directory_gets_a_clear_in_use_error(tm
 
 
 def test_a_full_disk_stops_with_a_clear_error_and_the_previous_checkpoint_intact(tmp_path, registry, monkeypatch):
-    import once.data.files as files
+    import once.files as files
 
     resolved = load_recipe("demo", registry, [*TINY, "train.patience=5"])
     real_fsync, full = files.os.fsync, []
@@ -61,7 +61,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_the_previous_checkpoint_intact
 
 def test_a_damaged_or_foreign_checkpoint_is_refused(tmp_path, registry):
     resolved = load_recipe("demo", registry, TINY)
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data)
     path = tmp_path / BEST
     save_model(path, model, resolved.fingerprint)
@@ -116,10 +116,10 @@ def test_plugins_can_be_disabled_for_debugging(monkeypatch, capsys):
 
 def test_damaged_tokenized_data_is_an_error_naming_the_file(tiny):
     resolved = tiny("dataset.items=300", "dataset.users=100")
-    folder = prepare(resolved).folder
+    folder = load_data(resolved).folder
     labels = folder / "dev" / "labels.values.npy"
     labels.write_bytes(labels.read_bytes()[:-40])  # cut short by a failing disk
     with pytest.raises(DataError, match="damaged array file") as error:
-        prepare(resolved)
+        load_data(resolved)
     assert error.value.where == str(labels)
     assert str(folder) in error.value.hint

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, TINY_DIRE, tiny_lm
 
-from once.data.prepare import prepare
+from once.assembly import load_data
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.states import build_cache
@@ -76,7 +76,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(point, kill, uninte
 
 
 def test_the_tiny_demo_has_the_steps_per_epoch_the_kill_points_assume(tiny):
-    train = prepare(tiny()).splits["train"]
+    train = load_data(tiny()).splits["train"]
     clicks = int((train.labels.values == 1).sum())
     assert -(-clicks // 32) == STEPS_PER_EPOCH
 
@@ -94,7 +94,7 @@ def test_a_cache_killed_mid_shard_resumes_to_identical_shards(registry, tmp_path
     assert len(list(killed_dir.glob(".*.tmp"))) == 1
     once(args, tmp_path / "cache", tmp_path)
     resolved = load_recipe("demo-llama", registry, [*overrides, f"model.item.cache_dir={whole_dir}"])
-    data = prepare(resolved)
+    data = load_data(resolved)
     build_cache(build_recommender(resolved, data), data, batch_size=16, device="cpu", shard_items=50)
     shards = sorted(p.name for p in whole_dir.glob("states-*.npy"))
     assert sorted(p.name for p in killed_dir.glob("states-*.npy")) == shards and len(shards) == 7

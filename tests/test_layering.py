@@ -1,11 +1,95 @@
-"""The import graph keeps its shape: plugins use only the public API, and the core never imports a plugin."""
+"""The import graph keeps its shape: plugins use only the public API, the core never imports a plugin, and the
+core's layers import one way only (each from the layers below it, never from beside or above)."""
 
 import pytest
-from import_graph import graph
+from import_graph import graph, modules
 
 API = "once.api"
 # the only core modules a plugin may import besides once.api (the API's own building blocks stay internal)
 PLUGIN_ALLOWED = {API}
+
+
+# lowest first; a module may import its own group and the groups of lower layers. Groups in one layer are
+# siblings that never import each other: GENRE feeds the data layer only through once.data.prepare.Augmentation,
+# which once.assembly hands over. Every core module is placed here (a new one must choose its layer).
+LAYERS: list[dict[str, set[str]]] = [
+    {
+        "primitives": {
+            "once", "once.errors", "once.files", "once.progress", "once.distributed", "once.metrics",
+            "once.data.tables", "once.kinds", "once.protocols", "once.hookspecs", "once.nn",
+        },
+    },
+    {"configuration": {"once.registry", "once.recipe", "once.describe"}},
+    {
+        "data": {"once.data", "once.data.prepare", "once.data.sampling"},
+        "genre": {
+            "once.genre", "once.genre.store", "once.genre.backends", "once.genre.runner", "once.genre.merge",
+            "once.genre.command", "once.genre.paper_logs",
+        },
+    },
+    {"model": {"once.model", "once.states", "once.checkpoint"}},
+    {"running": {"once.assembly", "once.evaluate", "once.train", "once.runs", "once.compare", "once.serve"}},
+    {"commands": {"once.cli", "once.__main__", "once.genre.cli", "once.commands", "once.commands.*"}},
+    {"api": {"once.api"}},
+]
+
+
+def place(module: str) -> tuple[int, str] | None:
+    """(layer index, group) of a core module, or None when LAYERS does not place it."""
+    for level, groups in enumerate(LAYERS):
+        for group, members in groups.items():
+            if module in members or any(m.endswith(".*") and module.startswith(m[:-1]) for m in members):
+                return level, group
+    return None
+
+
+def layer_violations(table: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in table.items():
+        if module.split(".")[0] != "once":
+            continue
+        level, group = place(module)
+        for target in sorted(targets):
+            if target.split(".")[0] != "once":
+                continue
+            target_level, target_group = place(target)
+            if target_level > level or (target_level == level and target_group != group):
+                found.append(f"{module} ({group}) imports {target} ({target_group})")
+    return found
+
+
+def cycles(table: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles among project modules (function-level imports included), each as the path that closes it."""
+    found, done, path = [], set(), []
+
+    def visit(module: str) -> None:
+        if module in path:
+            found.append([*path[path.index(module) :], module])
+            return
+        if module in done:
+            return
+        path.append(module)
+        for target in sorted(table.get(module, ())):
+            if target != module:
+                visit(target)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(table):
+        visit(module)
+    return found
+
+
+def test_every_core_module_has_a_layer():
+    assert [m for m in modules() if m.split(".")[0] == "once" and place(m) is None] == []
+
+
+def test_the_core_layers_import_one_way():
+    assert layer_violations(graph()) == []
+
+
+def test_no_import_cycles():
+    assert cycles(graph()) == []
 
 
 def plugin_violations(table: dict[str, set[str]]) -> list[str]:
@@ -47,3 +131,23 @@ def test_a_violation_is_caught(module, target, check):
     table = graph()
     table[module] = table[module] | {target}
     assert check(table) == [f"{module} imports {target}"]
+
+
+@pytest.mark.parametrize(
+    ("module", "target", "group", "target_group"),
+    [
+        ("once.data.prepare", "once.genre.merge", "data", "genre"),  # a sibling: the old data -> GENRE import
+        ("once.recipe", "once.data.prepare", "configuration", "data"),  # upward
+        ("once.model", "once.train", "model", "running"),
+    ],
+)
+def test_a_layer_violation_is_caught(module, target, group, target_group):
+    table = graph()
+    table[module] = table[module] | {target}
+    assert layer_violations(table) == [f"{module} ({group}) imports {target} ({target_group})"]
+
+
+def test_a_cycle_is_caught():
+    table = graph()
+    table["once.files"] = table["once.files"] | {"once.checkpoint"}
+    assert cycles(table) == [["once.files", "once.checkpoint", "once.files"]]

@@ -1,7 +1,7 @@
 import pytest
 from mind_files import write_mind
 
-from once.data.prepare import prepare
+from once.assembly import load_data
 from once.errors import DataError, RecipeError
 from once.model import build_recommender
 from once.recipe import load_recipe
@@ -15,20 +15,20 @@ def resolve(registry, root, *overrides):
 
 def test_tokenized_cache_is_reused_and_rebuilt_when_inputs_change(tmp_path, registry):
     root = write_mind(tmp_path / "mind")
-    first = prepare(resolve(registry, root))
+    first = load_data(resolve(registry, root))
     stamp = (first.folder / "meta.json").stat().st_mtime_ns
-    again = prepare(resolve(registry, root))
+    again = load_data(resolve(registry, root))
     assert again.key == first.key and (again.folder / "meta.json").stat().st_mtime_ns == stamp
 
-    assert prepare(resolve(registry, root, "tokenizer.min_freq=2")).key != first.key
-    assert prepare(resolve(registry, root, "items.text={title: 5}")).key != first.key
+    assert load_data(resolve(registry, root, "tokenizer.min_freq=2")).key != first.key
+    assert load_data(resolve(registry, root, "items.text={title: 5}")).key != first.key
     news = root / "train" / "news.tsv"
     news.write_text(news.read_text(encoding="utf8").replace("Storm hits", "Storm leaves"), encoding="utf8")
-    assert prepare(resolve(registry, root)).key != first.key
+    assert load_data(resolve(registry, root)).key != first.key
 
 
 def test_tensors_hold_truncated_tokens_and_category_ids(tmp_path, registry):
-    data = prepare(resolve(registry, write_mind(tmp_path / "mind")))
+    data = load_data(resolve(registry, write_mind(tmp_path / "mind")))
     vocab = data.tokenizer_state["vocab"]
     title = data.features["title"]
     assert title.shape == (5, 4) and title[0].tolist() == [0, 0, 0, 0]  # row 0 is the padding item
@@ -48,7 +48,7 @@ def test_word_vectors_initialise_the_embedding(tmp_path, registry):
     vectors.write_text("the 0.5 0.25 0\nmatch 1 2 3\nnot-in-vocab 9 9 9\n", encoding="utf8")
     small = ["model.item.heads=1", "model.item.head_dim=4", "model.user.heads=1", "model.user.head_dim=4"]
     resolved = resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small)
-    data = prepare(resolved)
+    data = load_data(resolved)
     vocab = data.tokenizer_state["vocab"]
     assert data.word_vectors[vocab.index("match")].tolist() == [1.0, 2.0, 3.0]
     assert data.word_vectors[0].tolist() == [0.0, 0.0, 0.0]  # padding
@@ -61,5 +61,5 @@ def test_word_vectors_initialise_the_embedding(tmp_path, registry):
         )
     vectors.write_text("the 0.5 0.25 0\nmatch 1 2\n", encoding="utf8")
     with pytest.raises(DataError) as error:
-        prepare(resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small))
+        load_data(resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small))
     assert error.value.where == f"{vectors}:2" and "expected 3 numbers, found 2" in error.value.message

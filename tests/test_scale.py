@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import TINY, TINY_DIRE, tiny_lm
 
-from once.data.prepare import prepare
+from once.assembly import load_data
 from once.data.sampling import prefetched
 from once.evaluate import evaluate, score_split
 from once.model import build_recommender
@@ -134,7 +134,7 @@ def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path, one_
         cwd=tmp_path,
     )
     resolved = load_recipe("demo-llama", registry, [*overrides, f"model.item.cache_dir={whole_dir}"])
-    data = prepare(resolved)
+    data = load_data(resolved)
     build_cache(build_recommender(resolved, data), data, batch_size=32, device=torch.device("cpu"), shard_items=50)
     shards = sorted(p.name for p in split_dir.glob("*.npy"))
     assert len(shards) == -(-data.num_items // 50) >= 4  # each rank wrote every other shard
@@ -151,7 +151,7 @@ def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path, one_
 
 def test_unique_item_encoding_and_trimmed_batches_give_the_scores_of_every_occurrence(tiny):
     resolved = tiny("model.item.dropout=0")
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data).eval()
     split = data.splits["dev"]
     history = torch.from_numpy(split.history.all_padded(20))
@@ -180,7 +180,7 @@ def record_item_encoder_calls(model: torch.nn.Module) -> list[tuple[bool, bool, 
 
 def test_bf16_scoring_is_close_to_fp32(tiny):
     resolved = tiny()
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data)
     calls = record_item_encoder_calls(model)
     kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
@@ -218,7 +218,7 @@ def test_bf16_training_runs_from_the_recipe(tiny, tmp_path, monkeypatch):
 
 
 def test_prepared_splits_are_memory_mapped(tiny):
-    split = prepare(tiny()).splits["train"]
+    split = load_data(tiny()).splits["train"]
     for array in (split.user_ids, split.history.values, split.candidates.offsets, split.labels.values):
         assert isinstance(array, np.memmap) and not array.flags.writeable
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import TINY
 
+from once.assembly import load_data
 from once.checkpoint import load_model, load_tensors
 from once.cli import run as cli
-from once.data.prepare import prepare
 from once.data.sampling import TrainingSamples
 from once.errors import Interrupted
 from once.evaluate import evaluate, score_split
@@ -44,7 +44,7 @@ def test_demo_learns_and_the_run_directory_has_everything(trained):
 
 def test_fast_evaluation_equals_the_full_model_per_impression(trained):
     resolved, result = trained
-    data = prepare(resolved)
+    data = load_data(resolved)
     model = build_recommender(resolved, data)
     load_model(result.run.path / BEST, model)
     kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
@@ -123,7 +123,7 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, registry):
     )
     a, _ = load_tensors(large.run.path / BEST)
     b, _ = load_tensors(accumulated.run.path / BEST)
-    initial = build_recommender(load_recipe("demo", registry, same), prepare(load_recipe("demo", registry, same)))
+    initial = build_recommender(load_recipe("demo", registry, same), load_data(load_recipe("demo", registry, same)))
     moved = 0
     for key in a:
         if key.endswith("attention.key.bias"):

@@ -26,8 +26,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         ] = False,
     ):
         """Re-evaluate a saved run's best checkpoint."""
-        from once.data.files import write_atomic
         from once.evaluate import evaluation_settings, prediction_lines, score_split
+        from once.files import write_atomic
         from once.metrics import mind_metrics
         from once.serve import load_run
 

@@ -31,7 +31,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         """Rank items for users with a trained model."""
         import json
 
-        from once.data.files import read_text, write_atomic
+        from once.files import read_text, write_atomic
         from once.serve import TrainedModel
 
         wanted = list(user or [])

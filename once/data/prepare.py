@@ -12,18 +12,18 @@ import logging
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from once.data.files import building, cache_root, map_array, write_json
 from once.data.tables import Corpus, Impressions, Items, Ragged
 from once.errors import DataError
-from once.genre.merge import augment, files_fingerprint, profile_texts
+from once.files import building, cache_root, map_array, write_json
 from once.progress import tracked
 from once.protocols import Tokenizer
-from once.recipe import AugmentSection, ItemsSection, ResolvedRecipe, template_fields
+from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 7
@@ -74,8 +74,25 @@ class PreparedData:
         return len(self.item_ids)
 
 
-def prepare(resolved: ResolvedRecipe) -> PreparedData:
-    """Load the tokenized cache for this recipe's data, building it first if it is missing."""
+class Augmentation(Protocol):
+    """A change to the corpus before it is tokenized, which `prepare` receives.
+
+    GENRE's answers merged by the recipe's `augment` section are one (`once.genre.merge.GenreAnswers`, passed in
+    by `once.assembly.load_data`); the data layer knows only this contract, never GENRE.
+    """
+
+    def fingerprint(self) -> list[str]:
+        """What identifies the augmentation's inputs (it enters the cache key: a change rebuilds the cache)."""
+
+    def apply(self, corpus: Corpus) -> Corpus:
+        """The corpus with the augmentation merged in."""
+
+    def profiles(self, users: list[str]) -> list[str] | None:
+        """A profile text per user, aligned with `users`, or None when the augmentation has no profiles."""
+
+
+def prepare(resolved: ResolvedRecipe, augmentation: Augmentation) -> PreparedData:
+    """Load the tokenized cache for this recipe's data with `augmentation` applied, building it if it is missing."""
     dataset = resolved.build("dataset")
     tokenizer = resolved.build("tokenizer")
     recipe = resolved.recipe
@@ -88,15 +105,15 @@ def prepare(resolved: ResolvedRecipe) -> PreparedData:
         "tokenizer_files": tokenizer.fingerprint(),
         "items": resolved.data["items"],
         "augment": resolved.data["augment"],
-        "augment_files": files_fingerprint(recipe.augment),
+        "augment_files": augmentation.fingerprint(),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     folder = cache_root() / "tokenized" / key
     if not (folder / "meta.json").exists():
         log.info("tokenizing %s into %s", resolved.data["dataset"]["name"], folder)
-        corpus = augment(dataset.read(), recipe.augment)
+        corpus = augmentation.apply(dataset.read())
         with building(folder) as tmp:
-            _write(tmp, corpus, tokenizer, recipe.items, recipe.augment, identity)
+            _write(tmp, corpus, tokenizer, recipe.items, augmentation, recipe.augment.profile_tokens, identity)
     return _read(folder, key)
 
 
@@ -125,7 +142,8 @@ def _write(
     corpus: Corpus,
     tokenizer: Tokenizer,
     items_section: ItemsSection,
-    augment_section: AugmentSection,
+    augmentation: Augmentation,
+    profile_tokens: int,
     identity: dict,
 ) -> None:
     text, categories, templates = items_section.text, items_section.categories, items_section.templates
@@ -147,7 +165,7 @@ def _write(
     train_users = sorted(set(corpus.splits["train"].user_ids))
     other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
     users = ["", *train_users, *other_users]
-    profiles = profile_texts(augment_section, users)
+    profiles = augmentation.profiles(users)
     fit_rows = np.flatnonzero(items.in_train)
     tokenizer.fit(
         chain(
@@ -172,7 +190,7 @@ def _write(
         save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
     if profiles is not None:
         texts = [profile or None for profile in profiles]  # users without a profile: all padding
-        matrix = _token_matrix(texts, tokenizer, augment_section.profile_tokens, "tokenizing profiles")
+        matrix = _token_matrix(texts, tokenizer, profile_tokens, "tokenizing profiles")
         save_file({"profiles": matrix}, str(folder / "users.safetensors"))
     user_index = {u: i for i, u in enumerate(users)}
     for name, impressions in corpus.splits.items():

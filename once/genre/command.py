@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from once.data.files import exclusive
 from once.errors import RecipeError
+from once.files import exclusive
 from once.genre.backends import make_backend
 from once.genre.runner import Report, Request, estimate_tokens, run_requests
 from once.genre.store import RecordStore

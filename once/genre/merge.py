@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,6 @@ from once.recipe import AugmentSection
 GENERATED_PREFIX = "genre:"
 
 
-def answer_files(section: AugmentSection) -> list[Path]:
-    return [p for p in (section.summaries, section.profiles, *section.generated) if p is not None]
-
-
 def profile_text(value: Any) -> str:
     """A parsed profile (lists of topics, interests, regions) as one comma-separated text."""
     if not isinstance(value, dict):
@@ -34,32 +31,43 @@ def profile_text(value: Any) -> str:
     )
 
 
-def profile_texts(section: AugmentSection, users: list[str]) -> list[str] | None:
-    """Each user's profile text (empty when the user has none), or None when the recipe merges no profiles."""
-    if section.profiles is None:
-        return None
-    answers = RecordStore(section.profiles).values()
-    return [profile_text(answers.get(user)) for user in users]
+@dataclass(frozen=True)
+class GenreAnswers:
+    """The recipe's `augment` section as the augmentation `once.data.prepare.prepare` applies before tokenizing."""
 
+    section: AugmentSection
 
-def files_fingerprint(section: AugmentSection) -> list[str]:
-    """Sizes and modification times of the answer files, so changed answers rebuild the tokenized data."""
-    prints = []
-    for path in answer_files(section):
-        if not path.is_file():
-            raise DataError("GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import.")
-        stat = path.stat()
-        prints.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return prints
+    def files(self) -> list[Path]:
+        section = self.section
+        return [p for p in (section.summaries, section.profiles, *section.generated) if p is not None]
 
+    def fingerprint(self) -> list[str]:
+        """Sizes and modification times of the answer files, so changed answers rebuild the tokenized data."""
+        prints = []
+        for path in self.files():
+            if not path.is_file():
+                raise DataError(
+                    "GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import."
+                )
+            stat = path.stat()
+            prints.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        return prints
 
-def augment(corpus: Corpus, section: AugmentSection) -> Corpus:
-    """The corpus with summaries and generated items merged in (unchanged when the section is empty)."""
-    if section.summaries is not None:
-        _add_summaries(corpus, section.summaries, section.summary_field)
-    if section.generated:
-        _add_generated(corpus, section.generated, section.cold_history)
-    return corpus
+    def apply(self, corpus: Corpus) -> Corpus:
+        """The corpus with summaries and generated items merged in (unchanged when the section is empty)."""
+        section = self.section
+        if section.summaries is not None:
+            _add_summaries(corpus, section.summaries, section.summary_field)
+        if section.generated:
+            _add_generated(corpus, section.generated, section.cold_history)
+        return corpus
+
+    def profiles(self, users: list[str]) -> list[str] | None:
+        """Each user's profile text (empty when the user has none), or None when the recipe merges no profiles."""
+        if self.section.profiles is None:
+            return None
+        answers = RecordStore(self.section.profiles).values()
+        return [profile_text(answers.get(user)) for user in users]
 
 
 def _add_summaries(corpus: Corpus, path: Path, field: str) -> None:

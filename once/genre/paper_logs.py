@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from once.data.files import read_text
 from once.errors import DataError
+from once.files import read_text
 from once.genre.runner import MalformedAnswer
 from once.genre.store import MALFORMED, OK, write_records
 from once.registry import Registry

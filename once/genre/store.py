@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from once.data.files import disk_space, write_atomic
 from once.errors import DataError
+from once.files import disk_space, write_atomic
 
 OK, FAILED, MALFORMED = "ok", "failed", "malformed"
 
