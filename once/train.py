@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,17 @@ class TrainResult:
     test_groups: dict[str, dict[str, float]]  # cold and warm users apart
 
 
+@dataclass
+class Progress:
+    """The trainer's bookkeeping between epochs, saved with every training state so a resumed run goes on."""
+
+    epoch: int = 0  # completed epochs
+    best: float | None = None  # best dev value of train.metric so far
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per completed epoch
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch: resuming at any epoch replays exactly what an uninterrupted run does."""
     return seed * 1_000_003 + epoch
@@ -61,7 +72,7 @@ class Trainer:
         self._setup_model()
         self._setup_optimizer()
         self._setup_data()
-        self.state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "records": []}
+        self.progress = Progress()
 
     def _check_data(self) -> None:
         for split in ("train", "dev"):
@@ -103,9 +114,10 @@ class Trainer:
             raise DataError("the training split has no clicked candidates to learn from")
 
     def resume(self, run: Run) -> None:
-        self.state = load_training_state(
+        saved = load_training_state(
             run.path / STATE, self.model, self.optimizer, self.scheduler, self.resolved.fingerprint
         )
+        self.progress = Progress(**saved)
 
     def fit(self, run: Run, on_epoch_end: EpochCallback | None = None) -> None:
         train = self.recipe.train
@@ -114,8 +126,8 @@ class Trainer:
                 save_model(run.path / BEST, self.model, self.resolved.fingerprint)
             self.world.barrier()
             return
-        while self.state["epoch"] < train.epochs and not self._stopped_early():
-            epoch = self.state["epoch"]
+        while self.progress.epoch < train.epochs and not self._stopped_early():
+            epoch = self.progress.epoch
             record = self._train_epoch(epoch)
             record["dev"] = evaluate(self.model, self.data.splits["dev"], **self._evaluation_settings())
             self._finish_epoch(run, record)
@@ -124,7 +136,7 @@ class Trainer:
 
     def _stopped_early(self) -> bool:
         patience = self.recipe.train.patience
-        return patience is not None and self.state["bad_epochs"] >= patience
+        return patience is not None and self.progress.bad_epochs >= patience
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         train = self.recipe.train
@@ -205,19 +217,21 @@ class Trainer:
         """Keep the best weights and the training state; under torchrun rank 0 writes, the others wait."""
         metric = self.recipe.train.metric
         value = record["dev"][metric]
-        improved = self.state["best"] is None or value > self.state["best"]
+        progress = self.progress
+        improved = progress.best is None or value > progress.best
         if improved:
-            self.state.update(best=value, best_epoch=record["epoch"], bad_epochs=0)
+            progress.best, progress.best_epoch, progress.bad_epochs = value, record["epoch"], 0
         else:
-            self.state["bad_epochs"] += 1
-        self.state["epoch"] = record["epoch"]
-        self.state["records"].append(record)
+            progress.bad_epochs += 1
+        progress.epoch = record["epoch"]
+        progress.records.append(record)
         if self.world.main:
             if improved:
                 save_model(run.path / BEST, self.model, self.resolved.fingerprint)
-            run.write_epochs(self.state["records"])
+            run.write_epochs(progress.records)
+            state = run.path / STATE
             save_training_state(
-                run.path / STATE, self.model, self.optimizer, self.scheduler, self.state, self.resolved.fingerprint
+                state, self.model, self.optimizer, self.scheduler, asdict(progress), self.resolved.fingerprint
             )
         self.world.barrier()
 
@@ -271,8 +285,8 @@ def train(
             trainer.fit(run, on_epoch_end)
         except KeyboardInterrupt:
             raise Interrupted(
-                f"training interrupted after {trainer.state['epoch']} completed epoch(s)",
+                f"training interrupted after {trainer.progress.epoch} completed epoch(s)",
                 where=str(run.path),
                 hint=f"Continue with: once train --resume {run.path}",
             ) from None
-        return TrainResult(run, trainer.state["records"], *trainer.test(run))
+        return TrainResult(run, trainer.progress.records, *trainer.test(run))
