@@ -12,12 +12,11 @@ from rich.logging import RichHandler
 
 from once.commands import BUILT_IN
 from once.errors import Interrupted, OnceError
-from once.genre.cli import add_genre_commands
 from once.registry import Registry, load_registry
 
 
 def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
-    """The command-line app over one registry; plugins add their commands through the register_commands hook."""
+    """The command-line app over one registry: ONCE's commands, then plugins', all through register_commands."""
     out = console or Console()
     if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
         out.width = max(out.width, 160)
@@ -27,10 +26,7 @@ def make_app(registry: Registry, console: Console | None = None) -> typer.Typer:
     def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False):
         """Train and evaluate content-based recommenders from recipes."""
 
-    for module in BUILT_IN:
-        module.register_commands(app, registry, out)
-    add_genre_commands(app, registry, out)
-    registry.add_commands(app)
+    registry.add_commands(app, out, built_in=BUILT_IN)
     return app
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pluggy
+import typer
+from rich.console import Console
 
 from once.kinds import KINDS
 from once.protocols import Register
@@ -30,5 +32,10 @@ globals().update({kind.hook: _register_spec(kind.hook, kind.summary) for kind in
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
-    """Add commands to the `once` command line (a typer.Typer)."""
+def register_commands(cli: typer.Typer, registry: Any, console: Console) -> None:
+    """Add commands to the `once` command line.
+
+    `registry` is the loaded `once.registry.Registry` (for commands that look parts up), `console` the console
+    commands print to. An implementation takes the arguments it needs, e.g. `register_commands(cli)`. ONCE's own
+    commands (`once/commands/*.py`) are implementations of this hook too, added before any plugin's.
+    """

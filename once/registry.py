@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +80,13 @@ class Registry:
         """Distribution name -> version of every plugin package that registered something."""
         return {p.distribution: p.version for p in self.parts() if p.distribution and p.version}
 
-    def add_commands(self, cli: Any) -> None:
-        """Let plugins add their commands to the command line."""
-        self._manager.hook.register_commands(cli=cli)
+    def add_commands(self, cli: Any, console: Any, built_in: Sequence[object] = ()) -> None:
+        """Add commands to `cli` through the register_commands hook: first those of `built_in` (modules whose
+        implementation is marked tryfirst, ONCE's own commands, kept in this order), then every plugin's."""
+        for module in reversed(built_in):  # pluggy calls the implementation registered last first
+            if not self._manager.is_registered(module):
+                self._manager.register(module, name=module.__name__)
+        self._manager.hook.register_commands(cli=cli, registry=self, console=console)
 
 
 def load_registry(*, entry_points: bool = True, plugins: Iterable[object] = (), disable: str | None = None) -> Registry:

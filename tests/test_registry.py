@@ -3,9 +3,11 @@ import re
 import pytest
 import yaml
 from pydantic import BaseModel
+from rich.console import Console
 
 from once import hookspecs
 from once.api import Options
+from once.cli import make_app
 from once.cli import run as cli_run
 from once.errors import PluginError
 from once.hookspecs import hookimpl
@@ -111,6 +113,23 @@ def test_plugins_can_add_commands(capsys):
     registry = load_registry(plugins=[make_plugin("greeter", "register_commands", register_commands)])
     assert cli_run(["hello", "world"], registry) == 0
     assert capsys.readouterr().out == "hello world\n"
+
+
+def test_commands_get_the_registry_and_console_like_the_built_ins():
+    seen = {}
+
+    def register_commands(cli, registry, console):
+        seen.update(registry=registry, console=console)
+
+    registry = load_registry(plugins=[make_plugin("peeker", "register_commands", register_commands)])
+    console = Console()
+    app = make_app(registry, console)
+    assert seen == {"registry": registry, "console": console}
+    # the built-ins come through the same hook, first and in order, and a second app over the registry works
+    assert [group.name for group in app.registered_groups] == ["recipe", "plugins", "genre"]
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert commands[:4] == ["train", "eval", "cache", "data"]
+    assert len(make_app(registry, console).registered_commands) == len(app.registered_commands)
 
 
 def test_plugins_show_prints_location_docstring_options_and_a_snippet(capsys):

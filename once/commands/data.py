@@ -10,12 +10,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from once.errors import OnceError
+from once.hookspecs import hookimpl
 from once.recipe import validation_error
 from once.registry import Registry
 
 
+@hookimpl(tryfirst=True)
 def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
-    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    """Add the command to `cli`: this module's implementation of the `register_commands` hook."""
     out = console
     @cli.command()
     def data(

@@ -9,12 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from once.errors import OnceError, closest
+from once.hookspecs import hookimpl
 from once.kinds import BY_NAME
 from once.registry import Registry
 
 
+@hookimpl(tryfirst=True)
 def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
-    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    """Add the command to `cli`: this module's implementation of the `register_commands` hook."""
     out = console
     plugins_app = typer.Typer(help="List registered parts, or show one with its options.")
     cli.add_typer(plugins_app, name="plugins")

@@ -10,12 +10,14 @@ from rich.table import Table
 
 from once.commands.common import Overrides
 from once.errors import OnceError
+from once.hookspecs import hookimpl
 from once.recipe import builtin_recipes, load_recipe, read_recipe_text
 from once.registry import Registry
 
 
+@hookimpl(tryfirst=True)
 def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
-    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    """Add the command to `cli`: this module's implementation of the `register_commands` hook."""
     out = console
     recipe_app = typer.Typer(help="List, copy, validate and show recipes.", no_args_is_help=True)
     cli.add_typer(recipe_app, name="recipe")

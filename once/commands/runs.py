@@ -9,13 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from once.hookspecs import hookimpl
 from once.metrics import METRICS
 from once.registry import Registry
 from once.runs import find_runs
 
 
+@hookimpl(tryfirst=True)
 def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
-    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    """Add the command to `cli`: this module's implementation of the `register_commands` hook."""
     out = console
     @cli.command()
     def runs(folder: Annotated[Path, typer.Argument(help="Folder to search for run directories.")] = Path("runs")):

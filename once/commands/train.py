@@ -10,14 +10,16 @@ from rich.console import Console
 
 from once.commands.common import Overrides, metrics_table
 from once.errors import RecipeError
+from once.hookspecs import hookimpl
 from once.metrics import METRICS
 from once.recipe import DEMO_RECIPE, load_recipe
 from once.registry import Registry
 from once.runs import Run
 
 
+@hookimpl(tryfirst=True)
 def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
-    """Add the command to `cli` (the signature of the `register_commands` hook, with the registry and console)."""
+    """Add the command to `cli`: this module's implementation of the `register_commands` hook."""
     out = console
     @cli.command()
     def train(

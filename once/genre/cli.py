@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from once.errors import Interrupted
+from once.hookspecs import hookimpl
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
 from once.registry import Registry
@@ -18,7 +19,10 @@ from once.registry import Registry
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set genre.out=answers")]
 
 
-def add_genre_commands(app: typer.Typer, registry: Registry, out: Console) -> None:
+@hookimpl(tryfirst=True)
+def register_commands(cli: typer.Typer, registry: Registry, console: Console) -> None:
+    """`once genre SCHEME` for every augmenter, and `once genre import`: this module's register_commands hook."""
+    app, out = cli, console
     genre_app = typer.Typer(
         help="Enrich data with an LLM (GENRE): summaries, user profiles, generated items.", no_args_is_help=True
     )
