@@ -1,5 +1,7 @@
 """The one table of part kinds. The hooks, the registry, the recipe resolver, `once plugins` and docs/plugins.md
-all read it: a new kind of part is one `Kind(...)` line here (and its protocol in `once.protocols`)."""
+all read it: a new kind of part is one `Kind(...)` line here (and its protocol in `once.protocols`). A kind that a
+recipe names in one slot also gets that slot's field in `once.recipe.Recipe`, where its default says whether a
+recipe must name it (tests/test_registry.py fails until it does)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from once.cli import run as cli_run
 from once.errors import PluginError
 from once.hookspecs import hookimpl
 from once.kinds import KINDS
-from once.recipe import SLOTS
+from once.recipe import SLOTS, PluginChoice, Recipe
 from once.registry import load_registry
 
 BUILT_INS = {
@@ -99,8 +99,11 @@ def test_every_kind_has_a_hook_and_a_table():
     manager_hooks = {name for name in dir(hookspecs) if name.startswith("register_")}
     assert {kind.hook for kind in KINDS} | {"register_commands"} == manager_hooks
     assert {part.kind for part in registry.parts()} <= {kind.name for kind in KINDS}
-    slots = {kind.recipe_key: kind.name for kind in KINDS if kind.recipe_key}
-    assert slots == SLOTS
+    for key in SLOTS:  # a kind that a recipe names has its field there (a default decides if it is optional)
+        model = Recipe
+        for part in key:
+            model = model.model_fields[part].annotation
+        assert model is PluginChoice, key
 
 
 def test_plugins_can_add_commands(capsys):
