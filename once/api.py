@@ -13,14 +13,15 @@ The contract of each kind of part is in `once.protocols` (re-exported here) and 
 exported here are internal and may change without notice.
 """
 
-from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from once.errors import DataError, OnceError, RecipeError
 from once.files import building, cache_root, read_text, write_atomic
-from once.genre.merge import profile_text
-from once.genre.runner import MalformedAnswer, Request
 from once.hookspecs import hookimpl
 from once.kinds import KINDS, Kind
-from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, word_embedding
 from once.progress import progress_bar, quiet_transformers
 from once.protocols import (
     Augmenter,
@@ -36,7 +37,32 @@ from once.protocols import (
     UserEncoder,
 )
 from once.recipe import RecipePath
-from once.states import StateCache
+
+if TYPE_CHECKING:
+    from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
+    from once.genre.merge import profile_text
+    from once.genre.runner import MalformedAnswer, Request
+    from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, word_embedding
+    from once.states import StateCache
+
+# names whose modules import numpy or torch: imported on first use, so that a plugin's parts module (options
+# and hooks) loads without them
+LAZY = {
+    **dict.fromkeys(("SPLITS", "UNLABELED", "Corpus", "Impressions", "Items", "Ragged"), "once.data.tables"),
+    "profile_text": "once.genre.merge",
+    **dict.fromkeys(("MalformedAnswer", "Request"), "once.genre.runner"),
+    **dict.fromkeys(("AdditiveAttention", "ConvTextEncoder", "MultiHeadSelfAttention", "word_embedding"), "once.nn"),
+    "StateCache": "once.states",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        value = getattr(importlib.import_module(LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'once.api' has no attribute '{name}'")
+
 
 __all__ = [
     "KINDS",

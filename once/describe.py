@@ -36,7 +36,7 @@ class PartInfo:
 
 
 def describe(part: Part) -> PartInfo:
-    implementation = part.implementation
+    implementation = part.load()
     try:
         file = inspect.getsourcefile(implementation) or "?"
         line = inspect.getsourcelines(implementation)[1]

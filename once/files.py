@@ -11,11 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from once.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cache_root() -> Path:
@@ -52,6 +53,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 def map_array(path: Path, rebuild: str) -> np.ndarray:
     """A read-only memory map of an `.npy` file ONCE wrote (never unpickled); a damaged file is an error that names
     it and says how to rebuild it."""
+    import numpy as np  # here, not at the top: the command line imports this module and starts without numpy
+
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:

@@ -34,8 +34,13 @@ class Options(BaseModel):
 class Register(Protocol):
     """The callback every `register_*` hook receives."""
 
-    def __call__(self, name: str, implementation: Callable[[Any, Any], Any], options: type[Options]) -> None:
-        """Register `implementation(options, context) -> part` under `name`, with its options model."""
+    def __call__(self, name: str, implementation: Callable[[Any, Any], Any] | str, options: type[Options]) -> None:
+        """Register `implementation(options, context) -> part` under `name`, with its options model.
+
+        `implementation` may be a reference, "package.module:Attribute", imported only when a recipe builds the
+        part: then listing parts, validating recipes and `once --help` never import the module's heavy
+        dependencies (torch, transformers). The options model is always given itself.
+        """
 
 
 @dataclass(frozen=True)

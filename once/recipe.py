@@ -219,7 +219,7 @@ class ResolvedRecipe:
 
     def build(self, *slot: str, context: Any = None) -> Any:
         """Instantiate the plugin in `slot` with its validated options."""
-        return self.parts[slot].implementation(self.options[slot], context)
+        return self.parts[slot].load()(self.options[slot], context)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.data, sort_keys=False)

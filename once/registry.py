@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from once.protocols import Register
 ENTRY_POINT_GROUP = "once"
 DISABLE_VARIABLE = "ONCE_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names, or "third-party"
 OWN_DISTRIBUTION = "once"
+REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # "package.module:Attribute", imported when built
 
 
 
@@ -28,11 +30,28 @@ class Part:
 
     kind: str
     name: str
-    implementation: Callable[..., Any]
+    implementation: Callable[..., Any] | str  # or "module:attribute", imported by load()
     options: type[BaseModel]
     plugin: str
     distribution: str | None
     version: str | None
+
+    def load(self) -> Callable[..., Any]:
+        """The implementation; a "module:attribute" reference is imported now, when the part is first built."""
+        if not isinstance(self.implementation, str):
+            return self.implementation
+        module, _, attribute = self.implementation.partition(":")
+        try:
+            target: Any = importlib.import_module(module)
+            for name in attribute.split("."):
+                target = getattr(target, name)
+        except Exception as error:  # a missing optional dependency, a renamed class: name the part and its package
+            raise PluginError(
+                f"the {self.kind.replace('_', ' ')} '{self.name}' from {self.provider} cannot be loaded "
+                f"({self.implementation}): {error}",
+                hint=f"Reinstall {self.distribution}." if self.distribution else None,
+            ) from error
+        return target
 
     @property
     def provider(self) -> str:
@@ -166,8 +185,13 @@ def _register_entry_point(
 def _collector(
     table: dict[str, Part], kind: str, plugin: str, distribution: str | None, version: str | None
 ) -> Register:
-    def register(name: str, implementation: Callable[[Any, Any], Any], options: type[BaseModel]) -> None:
+    def register(name: str, implementation: Callable[[Any, Any], Any] | str, options: type[BaseModel]) -> None:
         part = Part(kind, name, implementation, options, plugin, distribution, version)
+        if isinstance(implementation, str) and not REFERENCE.fullmatch(implementation):
+            raise PluginError(
+                f"{part.provider} registers {kind} '{name}' as '{implementation}', which is not a reference",
+                hint="Give the implementation itself or 'package.module:Attribute'.",
+            )
         if name in table:
             raise PluginError(
                 f"two plugins register the {kind.replace('_', ' ')} '{name}': {table[name].provider} "

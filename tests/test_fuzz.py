@@ -24,9 +24,11 @@ from once.genre.paper_logs import LOGS, import_logs
 from once.genre.runner import MalformedAnswer
 from once.genre.store import RecordStore
 from once.recipe import read_recipe_text, resolve_recipe
-from once_plugins.datasets.demo import DemoOptions, write_demo
+from once_plugins.datasets.demo import write_demo
 from once_plugins.datasets.mind import read_mind
-from once_plugins.tokenizers.words import WordsOptions, WordsTokenizer
+from once_plugins.datasets.parts import DemoOptions
+from once_plugins.tokenizers.parts import WordsOptions
+from once_plugins.tokenizers.words import WordsTokenizer
 
 EXAMPLES = int(os.environ.get("ONCE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

@@ -421,7 +421,8 @@ def test_the_real_smollm2_writes_book_descriptions_offline(books, tmp_path, regi
 def test_news_flavour_prompts_and_parsing(tiny, registry):
     from once.genre.command import plan
     from once.genre.runner import MalformedAnswer
-    from once_plugins.genre.schemes import Generate, GenerateOptions, Profile, UserSchemeOptions
+    from once_plugins.genre.parts import GenerateOptions, UserSchemeOptions
+    from once_plugins.genre.schemes import Generate, Profile
 
     resolved = tiny()
     summaries = plan(resolved, "summarize", registry)

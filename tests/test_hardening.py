@@ -100,13 +100,13 @@ def test_nothing_we_ship_unpickles_or_evaluates_code():
 def test_plugins_can_be_disabled_for_debugging(monkeypatch, capsys):
     everything = load_registry()
     assert everything.disabled == []
-    monkeypatch.setenv("ONCE_DISABLE_PLUGINS", "naml, baselines")
+    monkeypatch.setenv("ONCE_DISABLE_PLUGINS", "news, baselines")
     registry = load_registry()
-    assert {name for name, _ in registry.disabled} == {"naml", "baselines"}
+    assert {name for name, _ in registry.disabled} == {"news", "baselines"}
     names = {part.name for part in registry.parts()}
-    assert "nrms" in names and "naml" not in names and "popularity" not in names
+    assert "words" in names and "naml" not in names and "popularity" not in names
     assert cli(["plugins"], registry) == 0
-    assert "disabled by ONCE_DISABLE_PLUGINS: baselines (once), naml (once)" in " ".join(
+    assert "disabled by ONCE_DISABLE_PLUGINS: baselines (once), news (once)" in " ".join(
         capsys.readouterr().out.split()
     )
     assert cli(["recipe", "validate", "demo-naml"], registry) == 2

@@ -80,8 +80,9 @@ def test_unknown_ids_can_be_skipped_with_a_counted_warning(tmp_path, caplog):
 
 
 def test_a_tiny_demo_corpus_is_complete_even_when_topics_run_out(tmp_path):
-    from once_plugins.datasets.demo import DemoOptions, write_demo
+    from once_plugins.datasets.demo import write_demo
     from once_plugins.datasets.mind import read_mind
+    from once_plugins.datasets.parts import DemoOptions
 
     write_demo(tmp_path, DemoOptions(items=20, users=50))
     corpus = read_mind(tmp_path)

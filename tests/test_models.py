@@ -44,7 +44,7 @@ CONTEXT = BuildContext(
 def build(kind: str, name: str, context: BuildContext = CONTEXT, **options):
     part = REGISTRY.get(kind, name)
     torch.manual_seed(0)
-    return part.implementation(part.options(**options), context).eval()
+    return part.load()(part.options(**options), context).eval()
 
 
 def test_masked_softmax_zeroes_masked_positions_and_empty_rows():
@@ -103,7 +103,7 @@ def test_naml_masks_a_view_that_an_item_lacks():
 def test_naml_skips_views_the_data_lacks_or_that_never_vary():
     books = dataclasses.replace(CONTEXT, text_lengths={"title": 4}, category_sizes={"category": 2})  # all 'book'
     part = REGISTRY.get("item_encoder", "naml")
-    encoder = part.implementation(part.options(), books)
+    encoder = part.load()(part.options(), books)
     assert encoder.text_views == ["title"] and encoder.category_views == []
 
 

@@ -160,3 +160,24 @@ def test_plugins_lists_one_kind_and_names_a_wrong_kind(capsys):
     assert "dot" in out and "nrms" not in out
     assert cli_run(["plugins", "--kind", "encoder"]) == 2
     assert "unknown kind of part 'encoder'" in capsys.readouterr().err
+
+
+def test_a_reference_is_imported_when_the_part_is_built():
+    part = load_registry().get("item_encoder", "nrms")
+    assert part.implementation == "once_plugins.news.nrms:NrmsItemEncoder"
+    assert part.load().__name__ == "NrmsItemEncoder"
+
+
+def test_a_malformed_or_broken_reference_names_the_part():
+    def bad_syntax(register):
+        register("odd", "no colon here", load_registry().get("predictor", "dot").options)
+
+    with pytest.raises(PluginError, match="registers predictor 'odd' as 'no colon here', which is not a reference"):
+        load_registry(entry_points=False, plugins=[make_plugin("odd", "register_predictors", bad_syntax)])
+
+    def missing(register):
+        register("ghost", "once_plugins.nowhere:Ghost", load_registry().get("predictor", "dot").options)
+
+    registry = load_registry(entry_points=False, plugins=[make_plugin("ghost", "register_predictors", missing)])
+    with pytest.raises(PluginError, match=r"the predictor 'ghost' from plugin 'ghost' .* cannot be loaded"):
+        registry.get("predictor", "ghost").load()

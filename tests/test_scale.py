@@ -23,7 +23,7 @@ from once.model import build_recommender
 from once.recipe import load_recipe
 from once.states import build_cache
 from once.train import train
-from once_plugins.datasets.demo import DemoOptions
+from once_plugins.datasets.parts import DemoOptions
 
 DDP = [*TINY, "model.item.dropout=0", "train.epochs=3", "train.patience=5"]
 

@@ -1,4 +1,8 @@
-"""What several commands share: the --set option and the metrics table."""
+"""What several commands share: the --set option and the metrics table.
+
+Command modules import only what defining their options needs; the rest (numpy, torch, the engine) is imported in
+the command's body, so that `once --help` and the light commands start fast (tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from once.metrics import METRICS
-
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4")]
 
 
 def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], extra: dict[str, list[str]] | None = None):
+    from once.metrics import METRICS  # numpy: imported when a table is printed, not at start-up
+
     table = Table(title=title)
     table.add_column("")
     for name in extra or {}:

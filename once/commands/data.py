@@ -34,7 +34,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             options = part.options.model_validate(values, context={"base_dir": Path.cwd()})
         except ValidationError as error:
             raise validation_error(error, part.options, (), f"--set options of dataset '{name}'") from None
-        dataset = part.implementation(options, None)
+        dataset = part.load()(options, None)
         if not hasattr(dataset, "export"):
             raise OnceError(f"the dataset '{name}' cannot be written out (it reads files you already have)")
         if out_dir.exists() and any(out_dir.iterdir()):

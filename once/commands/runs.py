@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from once.hookspecs import hookimpl
-from once.metrics import METRICS
 from once.registry import Registry
 from once.runs import find_runs
 
@@ -22,6 +21,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
     @cli.command()
     def runs(folder: Annotated[Path, typer.Argument(help="Folder to search for run directories.")] = Path("runs")):
         """Compare runs: recipe, fingerprint, date, best dev and test metrics."""
+        from once.metrics import METRICS
+
         table = Table(title=f"runs under {folder}")
         for column in (
             "run",

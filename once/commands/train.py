@@ -11,7 +11,6 @@ from rich.console import Console
 from once.commands.common import Overrides, metrics_table
 from once.errors import RecipeError
 from once.hookspecs import hookimpl
-from once.metrics import METRICS
 from once.recipe import DEMO_RECIPE, load_recipe
 from once.registry import Registry
 from once.runs import Run
@@ -30,6 +29,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
     ):
         """Train a recipe (the demo when none is given) and test the best epoch."""
         from once.distributed import launched_as_main
+        from once.metrics import METRICS
         from once.train import train as run_training
 
         out.quiet = not launched_as_main()  # under torchrun, rank 0 reports for all

@@ -45,7 +45,7 @@ def answers_lock(section: GenreSection, key: str) -> contextlib.AbstractContextM
 def build_scheme(section: GenreSection, key: str, registry: Registry) -> Augmenter:
     """The augmenter that `genre.schemes.KEY` names (the key itself when the recipe does not list it)."""
     part, options = scheme_options(section, key, registry)
-    return part.implementation(options, SchemeContext(key))
+    return part.load()(options, SchemeContext(key))
 
 
 def plan(

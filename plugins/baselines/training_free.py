@@ -10,41 +10,9 @@ Recipes pair them with `train.epochs: 0`:
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from once.api import Options, hookimpl
-
-
-class RandomOptions(Options):
-    dim: int = Field(16, ge=1)
-    seed: int = 0
-
-
-class PopularityOptions(Options):
-    """No options."""
-
-
-class OverlapOptions(Options):
-    field: str = Field("title", description="the tokenized text field whose words are compared")
-
-
-class PoolOptions(Options):
-    """No options."""
-
-
-@hookimpl
-def register_item_encoders(register):
-    register("random", RandomItems, RandomOptions)
-    register("popularity", PopularityItems, PopularityOptions)
-    register("overlap", OverlapItems, OverlapOptions)
-
-
-@hookimpl
-def register_user_encoders(register):
-    register("mean", MeanUser, PoolOptions)
-    register("max", MaxUser, PoolOptions)
-    register("ones", OnesUser, PoolOptions)
+from once_plugins.baselines.parts import OverlapOptions, PoolOptions, PopularityOptions, RandomOptions
 
 
 class RandomItems(nn.Module):

@@ -10,12 +10,10 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
-from once.api import Corpus, Options, building, cache_root, hookimpl
+from once.api import Corpus, building, cache_root
 from once_plugins.datasets.mind import read_mind
+from once_plugins.datasets.parts import DemoOptions
 
 GENERATOR_VERSION = 1
 TOPICS: dict[str, list[str]] = {
@@ -197,33 +195,6 @@ FILLER = [
 ]
 
 
-SIZES = {  # presets of `size`; explicit options win over them
-    "demo": {},
-    # MIND-small's shape: 65,238 news, 50,000 users, about 37 candidates per impression; 3 training impressions
-    # per user plus one dev and one test impression give 250,000 impressions (MIND-small has 230,117)
-    "mind-small": {"items": 65_238, "users": 50_000, "impressions": 3, "candidates": 37},
-}
-
-
-class DemoOptions(Options):
-    size: Literal["demo", "mind-small"] = Field("demo", description="preset sizes; the options below override it")
-    items: int = Field(3000, ge=20)
-    users: int = Field(1000, ge=10)
-    impressions: int = Field(4, ge=1, description="training impressions per user (dev and test get one each)")
-    candidates: int = Field(15, ge=2)
-    seed: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_size(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            return {**SIZES.get(values.get("size", "demo"), {}), **values}
-        return values
-
-
-@hookimpl
-def register_datasets(register):
-    register("demo", DemoDataset, DemoOptions)
 
 
 class DemoDataset:

@@ -5,26 +5,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from once.api import SPLITS, UNLABELED, Corpus, DataError, Impressions, Items, Options, Ragged, RecipePath, hookimpl
+from once.api import SPLITS, UNLABELED, Corpus, DataError, Impressions, Items, Ragged
+from once_plugins.datasets.parts import MindOptions
 
 log = logging.getLogger(__name__)
 
 NEWS_COLUMNS = ("id", "category", "subcategory", "title", "abstract", "url", "title entities", "abstract entities")
 BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions")
-
-
-class MindOptions(Options):
-    path: RecipePath
-    unknown_items: Literal["error", "skip"] = "error"
-
-
-@hookimpl
-def register_datasets(register):
-    register("mind", MindDataset, MindOptions)
 
 
 def split_folders(root: Path) -> dict[str, Path]:

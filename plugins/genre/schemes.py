@@ -10,14 +10,12 @@ import json
 import re
 import string
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from once.api import SPLITS, Corpus, MalformedAnswer, Options, RecipeError, Request, hookimpl, profile_text
-
-Flavour = Literal["news", "books"]
+from once.api import SPLITS, Corpus, MalformedAnswer, RecipeError, Request, profile_text
+from once_plugins.genre.parts import GenerateOptions, SchemeOptions, UserSchemeOptions
 
 NEWS_TOPICS = (
     "health", "education", "travel", "religion", "culture", "food", "fashion", "technology", "social media",
@@ -77,29 +75,6 @@ PROMPTS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 GENERATED_FIELDS = {"news": ("title", "abstract", "category"), "books": ("title", "description")}
-
-
-class SchemeOptions(Options):
-    flavour: Flavour = "news"
-    system: str | None = Field(None, description="replaces the scheme's system message")
-    template: str | None = Field(None, description="replaces the scheme's prompt; $field placeholders")
-
-
-class UserSchemeOptions(SchemeOptions):
-    max_history: int = Field(20, ge=1, description="most recent history titles shown in the prompt")
-
-
-class GenerateOptions(SchemeOptions):
-    max_history: int = Field(5, ge=1, description="cold users: at most this many history items; all are shown")
-    samples: int = Field(1, ge=1, description="items asked for per cold user (the paper: 2)")
-    chain: str | None = Field(None, description="key of a profile scheme whose answers go first in the prompt")
-
-
-@hookimpl
-def register_augmenters(register):
-    register("summarize", Summarize, SchemeOptions)
-    register("profile", Profile, UserSchemeOptions)
-    register("generate", Generate, GenerateOptions)
 
 
 def _prompt(scheme: str, options: SchemeOptions) -> tuple[str, string.Template]:

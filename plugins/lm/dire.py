@@ -12,54 +12,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from once.api import AdditiveAttention, Options, RecipeError, RecipePath, StateCache, hookimpl, quiet_transformers
+from once.api import AdditiveAttention, RecipeError, StateCache, quiet_transformers
+from once_plugins.lm.parts import LmItemOptions, LoraOptions, TransformersTokenizerOptions
 
 CODE_VERSION = 1
 LORA_TARGETS = (["q_proj", "v_proj"], ["query", "value"])  # LLaMA-style and BERT-style attention projections
-
-
-class TransformersTokenizerOptions(Options):
-    path: RecipePath = Field(description="folder of a transformers checkpoint (tokenizer files included)")
-    gguf_file: str | None = Field(None, description="a GGUF file inside `path` to read instead")
-
-
-class LoraOptions(Options):
-    rank: int = Field(32, ge=1)
-    alpha: float = Field(128, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    targets: list[str] | None = Field(None, description="module names to adapt; default q_proj,v_proj or query,value")
-
-
-class LmItemOptions(Options):
-    path: RecipePath | None = Field(None, description="checkpoint folder; default: the tokenizer's")
-    gguf_file: str | None = Field(None, description="a GGUF file inside `path`; default: the tokenizer's")
-    field: str | None = Field(None, description="tokenized text field to encode; default: the first in items.text")
-    tune_layers: int = Field(2, ge=0, description="top transformer layers to train; the ones below stay frozen")
-    lora: LoraOptions | None = Field(LoraOptions(), description="LoRA on the trained layers; null trains them fully")
-    pooling: Literal["attention", "mean", "first", "last"] = "attention"
-    query_dim: int = Field(200, ge=1, description="additive attention query size (pooling: attention)")
-    dim: int = Field(256, ge=1, description="size of the item vector (a projection of the pooled states)")
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    item_lr: float | None = Field(None, gt=0, description="learning rate of the language model; default train.lr")
-    cache: bool = Field(True, description="train on cached states of the frozen layers (built when missing)")
-    cache_dir: RecipePath | None = Field(None, description="where the cache lives; default under $ONCE_CACHE")
-
-
-@hookimpl
-def register_tokenizers(register):
-    register("transformers", TransformersTokenizer, TransformersTokenizerOptions)
-
-
-@hookimpl
-def register_item_encoders(register):
-    register("bert", LmItemEncoder, LmItemOptions)
-    register("llama", LmItemEncoder, LmItemOptions)
 
 
 def files_fingerprint(path: Path) -> str:

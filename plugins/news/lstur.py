@@ -10,41 +10,12 @@ represented by the short-term GRU state alone.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from once.api import ConvTextEncoder, Options, RecipeError, hookimpl, word_embedding
-
-
-class LsturItemOptions(Options):
-    field: str = "title"
-    categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
-    word_dim: int = Field(300, ge=1)
-    filters: int = Field(300, ge=1)
-    window: int = Field(3, ge=1)
-    query_dim: int = Field(200, ge=1)
-    category_dim: int = Field(100, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-
-
-class LsturUserOptions(Options):
-    variant: Literal["ini", "con"] = "ini"
-    mask_probability: float = Field(0.5, ge=0, le=1, description="chance to drop the user embedding in training")
-    user_dim: int | None = Field(None, ge=1, description="con only: long-term part (default half the item size)")
-
-
-@hookimpl
-def register_item_encoders(register):
-    register("lstur", LsturItemEncoder, LsturItemOptions)
-
-
-@hookimpl
-def register_user_encoders(register):
-    register("lstur", LsturUserEncoder, LsturUserOptions)
+from once.api import ConvTextEncoder, RecipeError, word_embedding
+from once_plugins.news.parts import LsturItemOptions, LsturUserOptions
 
 
 class LsturItemEncoder(nn.Module):

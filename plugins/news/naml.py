@@ -12,39 +12,12 @@ from __future__ import annotations
 import logging
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from once.api import AdditiveAttention, ConvTextEncoder, Options, RecipeError, hookimpl, word_embedding
+from once.api import AdditiveAttention, ConvTextEncoder, RecipeError, word_embedding
+from once_plugins.news.parts import NamlItemOptions, NamlUserOptions
 
 log = logging.getLogger(__name__)
-
-
-class NamlItemOptions(Options):
-    views: list[str] = Field(
-        default_factory=lambda: ["title", "abstract", "category", "subcategory"],
-        description="text or category fields; those the data lacks are skipped",
-    )
-    word_dim: int = Field(300, ge=1)
-    filters: int = Field(400, ge=1, description="CNN filters = item vector size")
-    window: int = Field(3, ge=1)
-    query_dim: int = Field(200, ge=1)
-    category_dim: int = Field(100, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-
-
-class NamlUserOptions(Options):
-    query_dim: int = Field(200, ge=1)
-
-
-@hookimpl
-def register_item_encoders(register):
-    register("naml", NamlItemEncoder, NamlItemOptions)
-
-
-@hookimpl
-def register_user_encoders(register):
-    register("naml", AttentionUserEncoder, NamlUserOptions)
 
 
 class NamlItemEncoder(nn.Module):

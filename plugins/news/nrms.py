@@ -7,35 +7,10 @@ User: multi-head self-attention over the clicked items' vectors -> additive atte
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from once.api import AdditiveAttention, MultiHeadSelfAttention, Options, hookimpl, word_embedding
-
-
-class NrmsItemOptions(Options):
-    field: str = Field("title", description="the tokenized text field to encode")
-    word_dim: int = Field(300, ge=1, description="word embedding size (must match tokenizer.vectors if given)")
-    heads: int = Field(16, ge=1)
-    head_dim: int = Field(16, ge=1)
-    query_dim: int = Field(200, ge=1, description="additive attention query size")
-    dropout: float = Field(0.2, ge=0, lt=1)
-
-
-class NrmsUserOptions(Options):
-    heads: int = Field(16, ge=1)
-    head_dim: int = Field(16, ge=1)
-    query_dim: int = Field(200, ge=1)
-
-
-@hookimpl
-def register_item_encoders(register):
-    register("nrms", NrmsItemEncoder, NrmsItemOptions)
-
-
-@hookimpl
-def register_user_encoders(register):
-    register("nrms", NrmsUserEncoder, NrmsUserOptions)
+from once.api import AdditiveAttention, MultiHeadSelfAttention, word_embedding
+from once_plugins.news.parts import NrmsItemOptions, NrmsUserOptions
 
 
 class NrmsItemEncoder(nn.Module):

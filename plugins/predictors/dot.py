@@ -5,16 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import Options, RecipeError, hookimpl
-
-
-class DotOptions(Options):
-    """No options."""
-
-
-@hookimpl
-def register_predictors(register):
-    register("dot", DotPredictor, DotOptions)
+from once.api import RecipeError
+from once_plugins.predictors.parts import DotOptions
 
 
 class DotPredictor(nn.Module):

@@ -7,23 +7,12 @@ from collections import Counter
 from collections.abc import Iterable
 
 import torch
-from pydantic import Field
 
-from once.api import DataError, Options, RecipePath, hookimpl
+from once.api import DataError
+from once_plugins.tokenizers.parts import WordsOptions
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[^\w\s]")
 PAD, UNKNOWN = "<pad>", "<unk>"
-
-
-class WordsOptions(Options):
-    min_freq: int = Field(1, ge=1, description="words seen fewer times in the training items become <unk>")
-    max_vocab: int | None = Field(None, ge=2, description="keep only the most frequent words")
-    vectors: RecipePath | None = Field(None, description="GloVe-format text file: word then floats per line")
-
-
-@hookimpl
-def register_tokenizers(register):
-    register("words", WordsTokenizer, WordsOptions)
 
 
 def split_words(text: str) -> list[str]:

@@ -1,0 +1,77 @@
+"""The news encoders of this package (NRMS, NAML, LSTUR): their recipe options and where each lives.
+
+This module is the package's entry point. It imports no heavy dependency: each implementation is named by
+reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
+fast. The models themselves live one per file beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from once.api import Options, hookimpl
+
+
+class NrmsItemOptions(Options):
+    field: str = Field("title", description="the tokenized text field to encode")
+    word_dim: int = Field(300, ge=1, description="word embedding size (must match tokenizer.vectors if given)")
+    heads: int = Field(16, ge=1)
+    head_dim: int = Field(16, ge=1)
+    query_dim: int = Field(200, ge=1, description="additive attention query size")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class NrmsUserOptions(Options):
+    heads: int = Field(16, ge=1)
+    head_dim: int = Field(16, ge=1)
+    query_dim: int = Field(200, ge=1)
+
+
+class NamlItemOptions(Options):
+    views: list[str] = Field(
+        default_factory=lambda: ["title", "abstract", "category", "subcategory"],
+        description="text or category fields; those the data lacks are skipped",
+    )
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(400, ge=1, description="CNN filters = item vector size")
+    window: int = Field(3, ge=1)
+    query_dim: int = Field(200, ge=1)
+    category_dim: int = Field(100, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class NamlUserOptions(Options):
+    query_dim: int = Field(200, ge=1)
+
+
+class LsturItemOptions(Options):
+    field: str = "title"
+    categories: list[str] = Field(default_factory=lambda: ["category", "subcategory"])
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(300, ge=1)
+    window: int = Field(3, ge=1)
+    query_dim: int = Field(200, ge=1)
+    category_dim: int = Field(100, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class LsturUserOptions(Options):
+    variant: Literal["ini", "con"] = "ini"
+    mask_probability: float = Field(0.5, ge=0, le=1, description="chance to drop the user embedding in training")
+    user_dim: int | None = Field(None, ge=1, description="con only: long-term part (default half the item size)")
+
+
+@hookimpl
+def register_item_encoders(register):
+    register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
+    register("naml", "once_plugins.news.naml:NamlItemEncoder", NamlItemOptions)
+    register("lstur", "once_plugins.news.lstur:LsturItemEncoder", LsturItemOptions)
+
+
+@hookimpl
+def register_user_encoders(register):
+    register("nrms", "once_plugins.news.nrms:NrmsUserEncoder", NrmsUserOptions)
+    register("naml", "once_plugins.news.naml:AttentionUserEncoder", NamlUserOptions)
+    register("lstur", "once_plugins.news.lstur:LsturUserEncoder", LsturUserOptions)
