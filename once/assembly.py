@@ -1,11 +1,13 @@
 """From a resolved recipe to a ready model: the one path that train, cache, eval, recommend, export and serve take.
 
-start_world -> prepare_once (load_data: the tokenized data with GENRE's answers merged) -> pick_device ->
-assemble (seed, build the parts, move to the device, attach the hidden-state cache).
+start_world -> set_execution (threads, deterministic mode) -> prepare_once (load_data: the tokenized data with
+GENRE's answers merged) -> pick_device -> assemble (seed, build the parts, move to the device, attach the
+hidden-state cache).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import torch
@@ -13,6 +15,7 @@ import torch
 from once.data.prepare import PreparedData, prepare
 from once.distributed import World, init_world
 from once.errors import OnceError
+from once.execution import Execution, configure
 from once.genre.merge import GenreAnswers
 from once.model import Recommender, build_recommender
 from once.recipe import ResolvedRecipe
@@ -22,6 +25,13 @@ from once.states import attach_cache
 def start_world(resolved: ResolvedRecipe) -> World:
     """This process's place under torchrun (a single process when not launched by it)."""
     return init_world(use_cuda=resolved.recipe.device in ("auto", "cuda") and torch.cuda.is_available())
+
+
+def set_execution(resolved: ResolvedRecipe) -> Execution:
+    """This process's CPU threads and deterministic mode, from the recipe (threads shared by torchrun's processes
+    on this machine)."""
+    recipe = resolved.recipe
+    return configure(recipe.threads, recipe.deterministic, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def load_data(resolved: ResolvedRecipe) -> PreparedData:

@@ -182,6 +182,10 @@ class Recipe(Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast to bfloat16 (training and scoring)")
     compile: bool = Field(False, description="torch.compile the item and user encoders")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per process; default: the cores free at start (see README)"
+    )
+    deterministic: bool = Field(False, description="bit-identical repeated runs on CPU (one thread)")
     dataset: PluginChoice
     tokenizer: PluginChoice
     items: ItemsSection = ItemsSection()
@@ -194,7 +198,7 @@ class Recipe(Strict):
 
 # recipe key -> kind of plugin it names
 SLOTS: dict[tuple[str, ...], str] = {kind.recipe_key: kind.name for kind in KINDS if kind.recipe_key}
-NOT_FINGERPRINTED = ("description", "requires", "genre")
+NOT_FINGERPRINTED = ("description", "requires", "genre", "threads", "deterministic")  # how, not what, is run
 MAX_RECIPE_BYTES = 1_000_000
 
 

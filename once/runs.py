@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -15,6 +15,9 @@ from once.errors import OnceError
 from once.files import write_atomic, write_json
 from once.recipe import ResolvedRecipe, resolve_recipe
 from once.registry import Registry
+
+if TYPE_CHECKING:
+    from once.execution import Execution
 
 RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
 RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS = (
@@ -35,7 +38,7 @@ class Run:
     path: Path
 
     @classmethod
-    def create(cls, root: Path, resolved: ResolvedRecipe, plugins: dict[str, str]) -> Run:
+    def create(cls, root: Path, resolved: ResolvedRecipe, plugins: dict[str, str], execution: Execution) -> Run:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = root / f"{resolved.name}-{stamp}-{resolved.fingerprint[:8]}"
         suffix = 1
@@ -56,6 +59,8 @@ class Run:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "once": once.__version__,
                 "plugins": plugins,
+                "threads": execution.threads,
+                "deterministic": execution.deterministic,
             },
         )
         return run

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from once.assembly import assemble, load_data, pick_device
+from once.assembly import assemble, load_data, pick_device, set_execution
 from once.checkpoint import load_model, save_tensors
 from once.data.prepare import PreparedData
 from once.errors import DataError, OnceError, closest
@@ -41,6 +41,7 @@ class LoadedRun:
 def load_run(run_dir: Path, registry: Registry | None = None) -> LoadedRun:
     run = Run.open(run_dir)
     resolved = run.resolve(registry)
+    set_execution(resolved)
     data = load_data(resolved)
     device = pick_device(resolved.recipe.device)
     model = assemble(resolved, data, device, cache="existing")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from once.assembly import assemble, pick_device, prepare_once, start_world
+from once.assembly import assemble, pick_device, prepare_once, set_execution, start_world
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
 from once.data.prepare import PreparedData
 from once.data.sampling import TrainingSamples, prefetched, training_batches
@@ -266,6 +266,8 @@ def train(
     """Train a recipe into a new run directory under `runs_root`, or continue the run at `resume`."""
     world = start_world(resolved)
     console = console or Console(stderr=True, quiet=not world.main)
+    execution = set_execution(resolved)
+    console.print(execution.describe())
     data = prepare_once(resolved, world)
     if world.main:
         for note in data.notes:
@@ -273,7 +275,7 @@ def train(
     trainer = Trainer(resolved, data, console, world)  # built before the run directory: a bad recipe leaves nothing
     run = Run.open(resume) if resume else None
     if run is None:  # rank 0 creates the run directory; the others learn its path
-        path = str(Run.create(runs_root, resolved, plugins or {}).path) if world.main else ""
+        path = str(Run.create(runs_root, resolved, plugins or {}, execution).path) if world.main else ""
         run = Run(Path(world.broadcast(path)))
     with exclusive(run.path / LOCK, "this run directory") if world.main else contextlib.nullcontext():
         if world.main:

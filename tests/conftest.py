@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from once.recipe import load_recipe
 from once.registry import load_registry
@@ -77,15 +76,6 @@ def tiny(registry):
         return load_recipe("demo", registry, [*TINY, *overrides])
 
     return resolve
-
-
-@pytest.fixture
-def one_thread():
-    """Multi-threaded CPU kernels may sum floats in a different order from run to run; one thread never does."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -139,7 +139,7 @@ def test_a_cache_is_keyed_by_template_and_layer_and_refuses_another_model(dire, 
         folder(shared, "model.item.tune_layers=1", f"tokenizer.path={checkpoints['llama']}")
 
 
-def test_training_on_cached_states_matches_training_through_the_frozen_layers(dire, tmp_path, one_thread):
+def test_training_on_cached_states_matches_training_through_the_frozen_layers(dire, tmp_path):
     results = {}
     for cache in (True, False):
         resolved = dire("bert", f"model.item.cache={cache}", "train.epochs=2", "train.lr=0.003")

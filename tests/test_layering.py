@@ -15,7 +15,7 @@ PLUGIN_ALLOWED = {API}
 LAYERS: list[dict[str, set[str]]] = [
     {
         "primitives": {
-            "once", "once.errors", "once.files", "once.progress", "once.distributed", "once.metrics",
+            "once", "once.errors", "once.files", "once.progress", "once.distributed", "once.execution", "once.metrics",
             "once.data.tables", "once.kinds", "once.protocols", "once.hookspecs", "once.nn",
         },
     },

@@ -75,7 +75,7 @@ def distributed_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_two_gloo_processes_reach_the_metrics_of_one_process(distributed_run, registry, tmp_path, one_thread):
+def test_two_gloo_processes_reach_the_metrics_of_one_process(distributed_run, registry, tmp_path):
     single = train(load_recipe("demo", registry, DDP), runs_root=tmp_path)
     multi = epochs(distributed_run)
     assert len(multi) == len(single.epochs) == 3
@@ -122,7 +122,7 @@ def test_a_killed_distributed_run_resumes_to_the_same_result(distributed_run, tm
     assert json.loads((run_dir / "test_metrics.json").read_text()) == pytest.approx(expected, abs=1e-6)
 
 
-def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path, one_thread):
+def test_lora_training_and_the_cache_split_across_ranks(registry, tmp_path):
     model_dir = tiny_lm("llama", tmp_path / "llama")
     overrides = [*TINY_DIRE, "model.item.lora.dropout=0", f"tokenizer.path={model_dir}"]
     split_dir, whole_dir = tmp_path / "split-cache", tmp_path / "whole-cache"

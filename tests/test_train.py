@@ -92,8 +92,10 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     assert len(draws) > 1  # drawn at random, not the first three
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry, one_thread):
-    resolved = load_recipe("demo", registry, [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5"])
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry):
+    """In deterministic mode, to the last bit: weights, optimizer moments and every metric."""
+    overrides = [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5", "deterministic=true"]
+    resolved = load_recipe("demo", registry, overrides)
     whole = train(resolved, runs_root=tmp_path / "whole")
 
     def stop_after_first_epoch(record):
@@ -171,3 +173,4 @@ def test_a_dev_split_without_labels_is_refused_before_training(tmp_path, registr
     with pytest.raises(DataError, match="dev split has no labeled clicks"):
         train(resolved, runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # nothing half-made is left behind
+

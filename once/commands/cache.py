@@ -28,11 +28,12 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
     ):
         """Run the frozen layers of the recipe's LM item encoder over every item and store their hidden states."""
 
-        from once.assembly import assemble, pick_device, prepare_once, start_world
+        from once.assembly import assemble, pick_device, prepare_once, set_execution, start_world
         from once.states import SHARD_ITEMS, build_cache
 
         resolved = load_recipe(recipe, registry, set_)
         world = start_world(resolved)
+        set_execution(resolved)
         data = prepare_once(resolved, world)
         device = pick_device(resolved.recipe.device, world)
         model = assemble(resolved, data, device, cache="none", world=world)

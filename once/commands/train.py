@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,10 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         set_: Overrides = None,
         out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
         resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(min=1, help="CPU threads per process (the recipe's threads; default: the free cores)."),
+        ] = None,
     ):
         """Train a recipe (the demo when none is given) and test the best epoch."""
         from once.distributed import launched_as_main
@@ -39,6 +44,9 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             resolved = Run.open(resume).resolve(registry)
         else:
             resolved = load_recipe(recipe, registry, set_)
+        if threads is not None:  # how the run is executed, not what it computes: allowed on a resumed run too
+            recipe_ = resolved.recipe.model_copy(update={"threads": threads})
+            resolved = replace(resolved, recipe=recipe_, data={**resolved.data, "threads": threads})
         out.print(f"[bold]recipe[/] {resolved.source}  [bold]fingerprint[/] {resolved.fingerprint}")
 
         def report(record: dict[str, Any]) -> None:
