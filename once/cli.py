@@ -34,7 +34,12 @@ def run(args: list[str], registry: Registry | None = None, console: Console | No
     """Run the command line on `args`; returns the exit code. Errors we expect print as one paragraph."""
     errors = Console(stderr=True, soft_wrap=True)
     debug = "--debug" in args
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=errors)], force=True)
+    if errors.is_terminal:
+        handler: logging.Handler = RichHandler(console=errors)
+    else:  # a log file or CI: whole lines, never wrapped mid-path at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
     for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request: our progress bar says enough
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:

@@ -12,7 +12,11 @@ T = TypeVar("T")
 
 
 def progress_bar(*fields: str, console: Console | None = None) -> Progress:
-    """A transient bar; `fields` are extra rich format strings over `task.fields` (e.g. a running loss)."""
+    """A transient bar; `fields` are extra rich format strings over `task.fields` (e.g. a running loss).
+
+    Off when the console is not a terminal (a log file, CI): there it would leave blank lines behind.
+    """
+    console = console or Console(stderr=True)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -20,8 +24,9 @@ def progress_bar(*fields: str, console: Console | None = None) -> Progress:
         *(TextColumn(field) for field in fields),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console or Console(stderr=True),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
 
 

@@ -152,9 +152,9 @@ class Trainer:
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         split = self.data.splits["train"]
         with progress_bar(
-            "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.0f} samples/s", console=self.console
+            "loss {task.fields[loss]}", "{task.fields[rate]} samples/s", console=self.console
         ) as progress:
-            task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss=float("nan"), rate=0.0)
+            task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss="-", rate="-")
             stream = training_batches(
                 self.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
             )
@@ -166,7 +166,7 @@ class Trainer:
                     total_loss += loss * rows
                     seen += rows
                     rate = seen * self.world.size / (time.perf_counter() - started)
-                    progress.update(task, advance=1, loss=total_loss / seen, rate=rate)
+                    progress.update(task, advance=1, loss=f"{total_loss / seen:.4f}", rate=f"{rate:.0f}")
         seconds = time.perf_counter() - started
         total_loss, seen = self.world.all_sum([total_loss, seen])
         return {

@@ -1,11 +1,14 @@
-"""How a run uses the machine: the thread setting and deterministic mode."""
+"""How a run uses the machine: the thread setting, deterministic mode, and clean output when not on a terminal."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import TINY
 
 from once.checkpoint import load_tensors
 from once.errors import RecipeError
@@ -72,3 +75,20 @@ def test_busy_cores_sees_a_busy_process():
     finally:
         spinner.kill()
     assert busy is not None and busy >= 0.7  # at least the spinner's core (others may be busy too)
+
+
+def test_output_to_a_file_is_clean_lines(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "once", "train", *(f"--set={o}" for o in [*TINY, "train.epochs=1"]), "--out", "runs"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ONCE_CACHE": str(tmp_path / "cache")},  # a fresh cache, so the data is tokenized
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "\n\n\n" not in output and "nan" not in output  # no blank lines where a progress bar would be
+    (line,) = [line for line in done.stderr.splitlines() if "tokenizing demo into" in line]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO tokenizing demo into \S+/tokenized/[0-9a-f]{20}", line)
+    assert re.search(r"^threads \d+ \(auto: \d+ of \d+ cores free\)$", done.stderr, re.MULTILINE)
