@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -93,9 +94,11 @@ class Trainer:
             # parts a batch may leave unused (a masked view, LoRA's frozen base, profile fusion without profiles)
             # must not stall the gradient all-reduce
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(
-                self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
-            )  # the buffers (item features) are the same on every rank and never change
+            with warnings.catch_warnings():  # torch >= 2.13 renames the option; its successor is absent before
+                warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+                self.forward = DistributedDataParallel(
+                    self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
+                )  # the buffers (item features) are the same on every rank and never change
 
     def _setup_optimizer(self) -> None:
         train = self.recipe.train
