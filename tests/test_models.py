@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from once.api import BuildContext
+from once.api import BuildContext, RecipeError
 from once.nn import masked_softmax
 from once.registry import load_registry
 
@@ -156,3 +156,18 @@ def test_encoding_a_field_that_is_not_tokenized_names_the_recipe_key(name):
     with pytest.raises(RecipeError) as error:
         build("item_encoder", name, field="body")
     assert error.value.where == "model.item.field" and "title, abstract" in error.value.hint
+
+
+def test_nrms_user_encoder_takes_the_item_size_unless_told():
+    wide = dataclasses.replace(CONTEXT, item_dim=96)
+    assert build("user_encoder", "nrms", wide, heads=4).dim == 96  # head_dim unset: 96 / 4 heads
+    assert build("user_encoder", "nrms", wide, heads=4, head_dim=8).dim == 32
+    with pytest.raises(RecipeError, match="96 dimensions, which 5 heads do not divide") as error:
+        build("user_encoder", "nrms", wide, heads=5)
+    assert error.value.where == "model.user.heads"
+
+
+def test_unequal_sizes_for_the_dot_predictor_say_which_keys_to_change():
+    with pytest.raises(RecipeError, match="the user encoder gives 32-d vectors and the item encoder 64-d") as error:
+        build("predictor", "dot", dataclasses.replace(CONTEXT, item_dim=64, user_dim=32))
+    assert "options of model.item and model.user" in error.value.hint

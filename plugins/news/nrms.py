@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import AdditiveAttention, MultiHeadSelfAttention, word_embedding
+from once.api import AdditiveAttention, MultiHeadSelfAttention, RecipeError, word_embedding
 from once_plugins.news.parts import NrmsItemOptions, NrmsUserOptions
 
 
@@ -37,9 +37,18 @@ class NrmsItemEncoder(nn.Module):
 class NrmsUserEncoder(nn.Module):
     def __init__(self, options: NrmsUserOptions, context) -> None:
         super().__init__()
-        self.attention = MultiHeadSelfAttention(context.item_dim, options.heads, options.head_dim)
-        self.pool = AdditiveAttention(options.heads * options.head_dim, options.query_dim)
-        self.dim = options.heads * options.head_dim
+        head_dim = options.head_dim
+        if head_dim is None:  # the paper's user encoder has the item encoder's size (16 heads x 16)
+            if context.item_dim % options.heads:
+                raise RecipeError(
+                    f"the item vectors have {context.item_dim} dimensions, which {options.heads} heads do not divide",
+                    where="model.user.heads",
+                    hint="Choose heads that divide the item size, or set model.user.head_dim.",
+                )
+            head_dim = context.item_dim // options.heads
+        self.attention = MultiHeadSelfAttention(context.item_dim, options.heads, head_dim)
+        self.pool = AdditiveAttention(options.heads * head_dim, options.query_dim)
+        self.dim = options.heads * head_dim
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         # history: (batch, length, item_dim), mask: (batch, length) -> (batch, dim)

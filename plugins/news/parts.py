@@ -25,7 +25,9 @@ class NrmsItemOptions(Options):
 
 class NrmsUserOptions(Options):
     heads: int = Field(16, ge=1)
-    head_dim: int = Field(16, ge=1)
+    head_dim: int | None = Field(
+        None, ge=1, description="default: the item vector's size / heads, so user and item vectors match"
+    )
     query_dim: int = Field(200, ge=1)
 
 

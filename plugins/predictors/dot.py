@@ -19,6 +19,8 @@ class DotPredictor(nn.Module):
                 f"the user encoder gives {context.user_dim}-d vectors and the item encoder {context.item_dim}-d; "
                 "the dot predictor needs equal sizes",
                 where="model.predictor",
+                hint="The sizes are options of model.item and model.user (once plugins show item_encoder NAME); "
+                "change them together. NRMS's user encoder follows the item size when model.user.head_dim is unset.",
             )
 
     def forward(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
