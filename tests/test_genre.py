@@ -134,7 +134,11 @@ def test_a_request_that_keeps_failing_is_recorded_as_failed(books, tmp_path, reg
     assert run(["genre", "profile", str(recipe), "--limit", "1"], registry) == 0
     (answer,) = records(tmp_path / "answers" / "profile.jsonl")
     assert answer["status"] == "failed" and answer["attempts"] == 4 and answer["error"] == "HTTP 500"
-    assert "--retry-failed" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--retry-failed" in out
+    # what --limit leaves out is counted as such, not as answered
+    assert f"{len(users)} requests for this data, 0 already answered" in out
+    assert f"1 to send ({len(users) - 1} left for later by --limit)" in out
 
 
 def test_dry_run_counts_and_prices_without_sending(books, registry, capsys):
@@ -462,3 +466,10 @@ def test_recipe_validation_checks_genre_schemes(tiny, registry):
     assert "news" in error.value.message and "books" in error.value.message
     with pytest.raises(RecipeError, match="genre.schemes.other: unknown augmenter 'other'"):
         tiny("genre.schemes={other: {}}")
+
+
+def test_importing_from_a_folder_that_is_not_there_says_so(tmp_path, registry, capsys):
+    assert run(["genre", "import", str(tmp_path / "goodreads"), str(tmp_path / "answers")], registry) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "folder not found" in error and "github.com/Jyonn/ONCE" in error
+    assert not (tmp_path / "answers").exists()

@@ -83,8 +83,10 @@ def _plan_and_send(
     work = plan(resolved, key, registry, retry_failed=retry_failed, limit=limit)
     figures = estimate(work, section)
     out.print(
-        f"[bold]{key}[/]: {work.total} requests for this data, {work.total - len(work.pending)} already answered"
-        f" in {work.store.path}; {figures['requests']} to send, about {figures['prompt_tokens']:,} prompt"
+        f"[bold]{key}[/]: {work.total} requests for this data, {work.answered} already answered"
+        f" in {work.store.path}; {figures['requests']} to send"
+        + (f" ({work.held_back} left for later by --limit)" if work.held_back else "")
+        + f", about {figures['prompt_tokens']:,} prompt"
         f" tokens and at most {figures['max_answer_tokens']:,} answer tokens"
         + (f", at most ${figures['max_cost']:.4f}" if "max_cost" in figures else "")
     )

@@ -25,7 +25,12 @@ class Plan:
     scheme: Augmenter
     store: RecordStore
     total: int  # requests the scheme makes for this data
-    pending: list[Request]  # the ones not answered yet (or failed, with retry_failed)
+    pending: list[Request]  # the ones to send now: not answered yet (or failed, with retry_failed), up to --limit
+    held_back: int = 0  # unanswered requests that --limit leaves for a later run
+
+    @property
+    def answered(self) -> int:
+        return self.total - len(self.pending) - self.held_back
 
     @property
     def prompt_tokens(self) -> int:
@@ -69,7 +74,8 @@ def plan(
     store = RecordStore(answers_path(section, key))
     done = store.done(retry_failed)
     pending = [r for r in requests if r.id not in done]
-    return Plan(key, scheme, store, len(requests), pending[:limit] if limit else pending)
+    sent = pending[:limit] if limit else pending
+    return Plan(key, scheme, store, len(requests), sent, len(pending) - len(sent))
 
 
 def estimate(plan: Plan, section: GenreSection) -> dict[str, Any]:

@@ -52,6 +52,13 @@ def import_logs(folder: Path, out: Path, registry: Registry) -> dict[str, int]:
     from once.genre.command import build_scheme
     from once.recipe import GenreSection
 
+    if not folder.is_dir():
+        raise DataError(
+            "folder not found",
+            where=str(folder),
+            hint="The logs are the data/goodreads/ folder of the ONCE paper's repository "
+            "(github.com/Jyonn/ONCE); see docs/genre.md.",
+        )
     missing = [name for name in LOGS if not (folder / name).is_file()]
     if missing:
         raise DataError(f"not the ONCE Goodreads logs: missing {', '.join(missing)}", where=str(folder))
