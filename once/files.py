@@ -32,6 +32,20 @@ def read_text(path: Path) -> str:
         raise DataError(f"not UTF-8 text ({error.reason} at byte {error.start})", where=str(path)) from None
 
 
+def umask() -> int:
+    """The process's file-creation mask, read without changing it (Linux), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file through a temporary sibling and a rename, so readers see the old or the new file, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +53,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     with disk_space(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~umask())  # the mode open() would give (mkstemp's 0600 hides shared results)
             with os.fdopen(fd, "wb") as f:
                 f.write(raw)
                 f.flush()
@@ -116,6 +131,7 @@ def building(folder: Path) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~umask())  # as mkdir would make it, not mkdtemp's 0700
         yield tmp
         if folder.exists():  # another process finished the same work first
             shutil.rmtree(tmp)

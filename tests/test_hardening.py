@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from once.assembly import load_data
 from once.checkpoint import load_model, load_tensors, save_model
 from once.cli import run as cli
 from once.errors import DataError, OnceError
-from once.files import LOCK, exclusive
+from once.files import LOCK, building, exclusive, umask, write_atomic
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.registry import load_registry
@@ -123,3 +125,17 @@ def test_damaged_tokenized_data_is_an_error_naming_the_file(tiny):
         load_data(resolved)
     assert error.value.where == str(labels)
     assert str(folder) in error.value.hint
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_written_files_follow_the_umask_as_open_would(tmp_path, mask):
+    previous = os.umask(mask)
+    try:
+        assert umask() == mask
+        write_atomic(tmp_path / "predictions.txt", "1 [1,2]\n")
+        with building(tmp_path / "folder") as folder:
+            (folder / "inside").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "predictions.txt").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o777 & ~mask
