@@ -76,7 +76,7 @@ def test_unknown_ids_can_be_skipped_with_a_counted_warning(tmp_path, caplog):
     assert list(train.history[0]) == [1] and list(train.candidates[0]) == [2, 3]
     assert np.array_equal(train.labels[0], [0, 1])
     assert "skipped 3 unknown item id(s)" in corpus.notes[0]
-    assert "skipped 3 unknown item id(s)" in caplog.text
+    assert "skipped" not in caplog.text  # a note that training logs once, not also a log line of the reader
 
 
 def test_a_tiny_demo_corpus_is_complete_even_when_topics_run_out(tmp_path):

@@ -79,9 +79,8 @@ def read_mind(root: Path, unknown_items: str = "error") -> Corpus:
     for split, folder in folders.items():
         splits[split], skipped = read_behaviors(folder / "behaviors.tsv", index, unknown_items)
         if skipped:
-            note = f"{folder / 'behaviors.tsv'}: skipped {skipped} unknown item id(s) (unknown_items: skip)"
-            log.warning(note)
-            notes.append(note)
+            # a note, not a log line: training logs the corpus's notes once, on every run (cached data included)
+            notes.append(f"{folder / 'behaviors.tsv'}: skipped {skipped} unknown item id(s) (unknown_items: skip)")
     return Corpus(items, splits, notes)
 
 
