@@ -10,7 +10,9 @@ def sets(overrides):
 
 def test_recipe_ls_cp_validate_show(tmp_path, registry, capsys):
     assert cli(["recipe", "ls"], registry) == 0
-    assert "demo" in capsys.readouterr().out
+    listing = " ".join(capsys.readouterr().out.split())
+    assert "demo" in listing and ">-" not in listing  # folded YAML descriptions are read, not shown raw
+    assert "DIRE on the demo corpus" in listing
     copy = tmp_path / "mine.yaml"
     assert cli(["recipe", "cp", "demo", str(copy)], registry) == 0
     assert cli(["recipe", "validate", str(copy)], registry) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -29,12 +30,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         table.add_column("name")
         table.add_column("description")
         for name, resource in sorted(builtin_recipes().items()):
-            text = resource.read_text(encoding="utf8")
-            description = next(
-                (line[len("description:") :].strip() for line in text.splitlines() if line.startswith("description:")),
-                "",
-            )
-            table.add_row(name, description.strip("'\""))
+            data = yaml.safe_load(resource.read_text(encoding="utf8"))  # folded (>-) descriptions included
+            table.add_row(name, " ".join(str(data.get("description", "")).split()))
         out.print(table)
 
     @recipe_app.command("cp")
