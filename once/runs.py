@@ -67,6 +67,8 @@ class Run:
 
     @classmethod
     def open(cls, path: Path) -> Run:
+        if not path.exists():
+            raise OnceError("the run directory does not exist", where=str(path), hint="`once runs` lists the runs.")
         if not (path / RECIPE).is_file() or not (path / INFO).is_file():
             raise OnceError("not a run directory (no recipe.yaml and run.json)", where=str(path))
         run = cls(path)

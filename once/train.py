@@ -286,6 +286,10 @@ def train(
                 log.info("removed %s, left by an interrupted write", path.name)
         if resume and (run.path / STATE).exists():
             trainer.resume(run)
+            epochs = resolved.recipe.train.epochs
+            console.print(f"resuming {run.path.name} after epoch {trainer.progress.epoch} of {epochs}")
+        elif resume:
+            console.print(f"resuming {run.path.name}: no epoch was completed, so training starts from the first")
         try:
             trainer.fit(run, on_epoch_end)
         except KeyboardInterrupt:

@@ -58,6 +58,8 @@ def test_errors_are_one_paragraph_and_debug_shows_the_traceback(registry, capsys
     err = capsys.readouterr().err
     assert "unknown item encoder 'nrmz'" in err and "Did you mean 'nrms'?" in err
     assert cli(["eval", "/nonexistent/run"], registry) == 2
+    assert "the run directory does not exist" in capsys.readouterr().err
+    assert cli(["eval", "/"], registry) == 2  # there, but no run in it
     assert "not a run directory" in capsys.readouterr().err
 
 

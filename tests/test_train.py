@@ -92,7 +92,7 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     assert len(draws) > 1  # drawn at random, not the first three
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry):
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry, capsys):
     """In deterministic mode, to the last bit: weights, optimizer moments and every metric."""
     overrides = [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5", "deterministic=true"]
     resolved = load_recipe("demo", registry, overrides)
@@ -107,7 +107,9 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry):
     assert "once train --resume" in stopped.value.hint
     (cut_dir,) = (tmp_path / "cut").iterdir()
     assert len((cut_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    capsys.readouterr()
     resumed = train(load_recipe(cut_dir / "recipe.yaml", registry), resume=cut_dir)
+    assert f"resuming {cut_dir.name} after epoch 1 of 3" in capsys.readouterr().err
     assert [r["dev"] for r in resumed.epochs] == [r["dev"] for r in whole.epochs]
     assert resumed.test == whole.test
     a, _ = load_tensors(whole.run.path / STATE)
@@ -174,3 +176,12 @@ def test_a_dev_split_without_labels_is_refused_before_training(tmp_path, registr
         train(resolved, runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # nothing half-made is left behind
 
+
+def test_resume_refuses_another_recipe_and_eval_names_a_missing_run(trained, registry, capsys, tmp_path):
+    _, result = trained
+    assert cli(["train", "demo-naml", "--resume", str(result.run.path)], registry) == 2
+    error = " ".join(capsys.readouterr().err.split())
+    assert "--resume continues the run's own recipe" in error and "'demo-naml' is another one" in error
+    assert f"once train --resume {result.run.path}" in error
+    assert cli(["eval", str(tmp_path / "no-such-run")], registry) == 2
+    assert "the run directory does not exist" in capsys.readouterr().err

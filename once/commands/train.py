@@ -23,7 +23,9 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
     out = console
     @cli.command()
     def train(
-        recipe: Annotated[str, typer.Argument(help="Recipe file or built-in recipe name.")] = DEMO_RECIPE,
+        recipe: Annotated[
+            str | None, typer.Argument(help=f"Recipe file or built-in recipe name (default: {DEMO_RECIPE}).")
+        ] = None,
         set_: Overrides = None,
         out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
         resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run directory.")] = None,
@@ -42,8 +44,16 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             if set_:
                 raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
             resolved = Run.open(resume).resolve(registry)
+            given = load_recipe(recipe, registry).fingerprint if recipe is not None else resolved.fingerprint
+            if given != resolved.fingerprint:
+                raise RecipeError(
+                    f"--resume continues the run's own recipe ({resolved.name}, fingerprint "
+                    f"{resolved.fingerprint}), and '{recipe}' is another one (fingerprint {given})",
+                    where=str(resume),
+                    hint=f"Drop the recipe argument: once train --resume {resume}",
+                )
         else:
-            resolved = load_recipe(recipe, registry, set_)
+            resolved = load_recipe(recipe or DEMO_RECIPE, registry, set_)
         if threads is not None:  # how the run is executed, not what it computes: allowed on a resumed run too
             recipe_ = resolved.recipe.model_copy(update={"threads": threads})
             resolved = replace(resolved, recipe=recipe_, data={**resolved.data, "threads": threads})
