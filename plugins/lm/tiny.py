@@ -20,7 +20,7 @@ Family = Literal["bert", "llama"]
 
 
 @hookimpl
-def register_commands(cli):
+def register_commands(cli, registry):
     @cli.command("tiny-model")
     def tiny_model(
         family: Annotated[str, typer.Argument(help="bert or llama")],
@@ -34,15 +34,15 @@ def register_commands(cli):
             raise OnceError(f"unknown model family '{family}'", hint="Choose bert or llama.")
         if out_dir.exists() and any(out_dir.iterdir()):
             raise OnceError("refusing to write into a folder that is not empty", where=str(out_dir))
-        write_tiny_model(family, out_dir, demo_texts(), layers=layers, hidden=hidden, seed=seed)
+        write_tiny_model(family, out_dir, demo_texts(registry), layers=layers, hidden=hidden, seed=seed)
         typer.echo(f"wrote a tiny random {family} checkpoint to {out_dir}")
 
 
-def demo_texts() -> list[str]:
-    """Every text of the default demo corpus (the tokenizer's training data)."""
-    from once_plugins.datasets.demo import DemoDataset, DemoOptions
-
-    items = DemoDataset(DemoOptions(), None).read().items
+def demo_texts(registry) -> list[str]:
+    """Every text of the default demo corpus (the tokenizer's training data), read through the registry like any
+    dataset a recipe names."""
+    demo = registry.get("dataset", "demo")
+    items = demo.load()(demo.options(), None).read().items
     return [text for column in (*items.text.values(), *items.categories.values()) for text in column if text]
 
 
