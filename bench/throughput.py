@@ -198,7 +198,7 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     batch = next(iter(stream(False)))
     counter = FlopCounterMode(display=False)
     with counter:
-        _, rows = trainer.step(batch)
+        _, rows, _ = trainer.step(batch)
     figures["gflop_per_sample"] = counter.get_total_flops() / rows / 1e9
     dev = data.splits["dev"]
     settings = evaluation_settings(resolved, data, torch.device("cpu"))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from once.data.prepare import PreparedData
+from once.errors import RecipeError
 from once.nn import word_embedding
 from once.protocols import BuildContext
 from once.recipe import ResolvedRecipe
@@ -67,6 +68,17 @@ class Recommender(nn.Module):
         seen = torch.where(users < self.known_users, users, torch.zeros_like(users))
         vectors = self.user_encoder(history_vectors, history != 0, seen)
         return vectors if self.profiles is None else self.profiles(vectors, users)
+
+    def auxiliary_losses(self) -> dict[str, torch.Tensor]:
+        """The named, weighted loss terms the parts computed in their last training forward (TANR's topic loss,
+        MINER's disagreement term...): parts that define `auxiliary_losses()` (docs/plugins.md)."""
+        terms: dict[str, torch.Tensor] = {}
+        for part in (self.item_encoder, self.user_encoder, self.predictor):
+            for name, term in (part.auxiliary_losses() if hasattr(part, "auxiliary_losses") else {}).items():
+                if name in terms:
+                    raise RecipeError(f"two parts of the model add a loss term named '{name}'", where="model")
+                terms[name] = term
+        return terms
 
     def forward(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""

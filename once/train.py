@@ -153,6 +153,7 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
+        terms: dict[str, float] = {}  # auxiliary loss terms, summed over rows like the click loss
         split = self.data.splits["train"]
         with progress_bar(
             "loss {task.fields[loss]}", "{task.fields[rate]} samples/s", console=self.console
@@ -165,23 +166,30 @@ class Trainer:
             with ahead as ready:
                 for step, batch in enumerate(ready):
                     syncing = (step + 1) % train.accumulate == 0 or step + 1 == batches
-                    loss, rows = self.step(batch, syncing)
+                    loss, rows, step_terms = self.step(batch, syncing)
                     total_loss += loss * rows
                     seen += rows
+                    for name, value in step_terms.items():
+                        terms[name] = terms.get(name, 0.0) + value * rows
                     rate = seen * self.world.size / (time.perf_counter() - started)
                     progress.update(task, advance=1, loss=f"{total_loss / seen:.4f}", rate=f"{rate:.0f}")
         seconds = time.perf_counter() - started
-        total_loss, seen = self.world.all_sum([total_loss, seen])
-        return {
+        names = sorted(terms)
+        total_loss, seen, *sums = self.world.all_sum([total_loss, seen, *(terms[n] for n in names)])
+        record = {
             "epoch": epoch + 1,
-            "train_loss": total_loss / seen,
+            "train_loss": total_loss / seen,  # the click loss, comparable across models
             "samples_per_s": seen / seconds,
             "seconds": seconds,
         }
+        if names:
+            record["train_terms"] = {name: value / seen for name, value in zip(names, sums, strict=True)}
+        return record
 
-    def step(self, batch: dict[str, torch.Tensor], syncing: bool = True) -> tuple[float, int]:
+    def step(self, batch: dict[str, torch.Tensor], syncing: bool = True) -> tuple[float, int, dict[str, float]]:
         """Forward and backward for this rank's share of one global batch, and an optimizer step when `syncing`
-        (the last batch of an accumulated step). Returns the share's mean loss and its size."""
+        (the last batch of an accumulated step). Returns the share's mean click loss, its size and the parts'
+        auxiliary loss terms (trained on with the click loss, reported apart)."""
         # weighting each share by its size makes DDP's average of the ranks' gradients the gradient of the global
         # batch's mean loss, however the batch divides among ranks
         world, rows, weight = self.world, len(batch["candidates"]), 1.0
@@ -195,10 +203,12 @@ class Trainer:
                 scores = self.forward(batch["history"], batch["candidates"], batch["users"])
             target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
             loss = F.cross_entropy(scores.float(), target)
-            (loss * weight / self.recipe.train.accumulate).backward()
+            terms = self.model.auxiliary_losses()
+            objective = loss + sum(terms.values()) if terms else loss
+            (objective * weight / self.recipe.train.accumulate).backward()
         if syncing:
             self._optimizer_step()
-        return loss.item(), len(scores)
+        return loss.item(), len(scores), {name: term.item() for name, term in terms.items()}
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         """Under DDP, no gradient all-reduce for the batches an accumulated step adds up before its last."""

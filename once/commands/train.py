@@ -61,8 +61,9 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
 
         def report(record: dict[str, Any]) -> None:
             dev = "  ".join(f"{m} {record['dev'][m]:.4f}" for m in METRICS)
+            terms = "".join(f" + {name} {value:.4f}" for name, value in record.get("train_terms", {}).items())
             out.print(
-                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}  dev {dev}  "
+                f"epoch {record['epoch']}: loss {record['train_loss']:.4f}{terms}  dev {dev}  "
                 f"({record['samples_per_s']:.0f} samples/s)"
             )
 

@@ -1,4 +1,5 @@
-"""The news encoders of this package (NRMS, NAML, LSTUR): their recipe options and where each lives.
+"""The news encoders of this package (NRMS, NAML, LSTUR, TANR): their recipe options and where each
+lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -65,11 +66,27 @@ class LsturUserOptions(Options):
     user_dim: int | None = Field(None, ge=1, description="con only: long-term part (default half the item size)")
 
 
+class TanrItemOptions(Options):
+    field: str = Field("title", description="the tokenized text field to encode")
+    topic: str = Field("category", description="the category field the auxiliary loss predicts")
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(400, ge=1, description="CNN filters = item vector size")
+    window: int = Field(3, ge=1)
+    query_dim: int = Field(200, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    topic_weight: float = Field(0.2, ge=0, description="weight of the topic-classification loss (the paper's lambda)")
+
+
+class TanrUserOptions(Options):
+    query_dim: int = Field(200, ge=1)
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
     register("naml", "once_plugins.news.naml:NamlItemEncoder", NamlItemOptions)
     register("lstur", "once_plugins.news.lstur:LsturItemEncoder", LsturItemOptions)
+    register("tanr", "once_plugins.news.tanr:TanrItemEncoder", TanrItemOptions)
 
 
 @hookimpl
@@ -77,3 +94,4 @@ def register_user_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsUserEncoder", NrmsUserOptions)
     register("naml", "once_plugins.news.naml:AttentionUserEncoder", NamlUserOptions)
     register("lstur", "once_plugins.news.lstur:LsturUserEncoder", LsturUserOptions)
+    register("tanr", "once_plugins.news.naml:AttentionUserEncoder", TanrUserOptions)  # the same additive attention
