@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
     from once.genre.merge import profile_text
     from once.genre.runner import MalformedAnswer, Request
-    from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, word_embedding
+    from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, masked_softmax, word_embedding
     from once.states import StateCache
 
 # names whose modules import numpy or torch: imported on first use, so that a plugin's parts module (options
@@ -51,7 +51,10 @@ LAZY = {
     **dict.fromkeys(("SPLITS", "UNLABELED", "Corpus", "Impressions", "Items", "Ragged"), "once.data.tables"),
     "profile_text": "once.genre.merge",
     **dict.fromkeys(("MalformedAnswer", "Request"), "once.genre.runner"),
-    **dict.fromkeys(("AdditiveAttention", "ConvTextEncoder", "MultiHeadSelfAttention", "word_embedding"), "once.nn"),
+    **dict.fromkeys(
+        ("AdditiveAttention", "ConvTextEncoder", "MultiHeadSelfAttention", "masked_softmax", "word_embedding"),
+        "once.nn",
+    ),
     "StateCache": "once.states",
 }
 
@@ -97,6 +100,7 @@ __all__ = [
     "building",
     "cache_root",
     "hookimpl",
+    "masked_softmax",
     "profile_text",
     "progress_bar",
     "quiet_transformers",

@@ -1,4 +1,4 @@
-"""The news encoders of this package (NRMS, NAML, LSTUR, TANR): their recipe options and where each
+"""The news encoders of this package (NRMS, NAML, LSTUR, TANR, Fastformer): their recipe options and where each
 lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
@@ -81,12 +81,29 @@ class TanrUserOptions(Options):
     query_dim: int = Field(200, ge=1)
 
 
+class FastformerItemOptions(Options):
+    field: str = Field("title", description="the tokenized text field to encode")
+    word_dim: int = Field(300, ge=1)
+    dim: int = Field(256, ge=1, description="hidden size = item vector size")
+    heads: int = Field(16, ge=1, description="attention heads (must divide dim)")
+    layers: int = Field(1, ge=1, description="Fastformer layers")
+    query_dim: int = Field(200, ge=1, description="additive attention query size of the pooling")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class FastformerUserOptions(Options):
+    heads: int = Field(16, ge=1, description="attention heads (must divide the item vector size)")
+    layers: int = Field(1, ge=1)
+    query_dim: int = Field(200, ge=1)
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
     register("naml", "once_plugins.news.naml:NamlItemEncoder", NamlItemOptions)
     register("lstur", "once_plugins.news.lstur:LsturItemEncoder", LsturItemOptions)
     register("tanr", "once_plugins.news.tanr:TanrItemEncoder", TanrItemOptions)
+    register("fastformer", "once_plugins.news.fastformer:FastformerItemEncoder", FastformerItemOptions)
 
 
 @hookimpl
@@ -95,3 +112,4 @@ def register_user_encoders(register):
     register("naml", "once_plugins.news.naml:AttentionUserEncoder", NamlUserOptions)
     register("lstur", "once_plugins.news.lstur:LsturUserEncoder", LsturUserOptions)
     register("tanr", "once_plugins.news.naml:AttentionUserEncoder", TanrUserOptions)  # the same additive attention
+    register("fastformer", "once_plugins.news.fastformer:FastformerUserEncoder", FastformerUserOptions)
