@@ -64,7 +64,8 @@ class Recommender(nn.Module):
 
     def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """(batch, history) item indices with their (batch, history, item_dim) vectors, and (batch,) user indices
-        (into PreparedData.users) -> (batch, user_dim). User encoders see users unseen in training as user 0."""
+        (into PreparedData.users) -> (batch, user_dim), or (batch, K, user_dim) from a multi-interest user encoder.
+        User encoders see users unseen in training as user 0."""
         seen = torch.where(users < self.known_users, users, torch.zeros_like(users))
         vectors = self.user_encoder(history_vectors, history != 0, seen)
         return vectors if self.profiles is None else self.profiles(vectors, users)
@@ -117,10 +118,17 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     item_encoder = resolved.build("model", "item", context=context)
     context = replace(context, item_dim=item_encoder.dim)
     user_encoder = resolved.build("model", "user", context=context)
-    context = replace(context, user_dim=user_encoder.dim)
+    vectors = getattr(user_encoder, "vectors", 1)  # K > 1: a multi-interest user encoder, (batch, K, dim)
+    context = replace(context, user_dim=user_encoder.dim, user_vectors=vectors)
     predictor = resolved.build("model", "predictor", context=context)
     profiles = None
     if data.user_profiles is not None:
+        if vectors > 1:
+            raise RecipeError(
+                f"GENRE profiles are fused into one user vector, but this user encoder gives {vectors} per user",
+                where="augment.profiles",
+                hint="Use a single-vector user encoder with profiles, or leave augment.profiles out.",
+            )
         profiles = ProfileFusion(data.user_profiles, data.vocab_size, user_encoder.dim, data.word_vectors)
     return Recommender(item_encoder, user_encoder, predictor, data.features, data.known_users, profiles)
 

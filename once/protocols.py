@@ -58,6 +58,7 @@ class BuildContext:
     tokenizer: dict  # the tokenizer's state (a transformers tokenizer names its checkpoint here)
     item_dim: int = 0  # output size of the item encoder (set for the user encoder and predictor)
     user_dim: int = 0  # output size of the user encoder (set for the predictor)
+    user_vectors: int = 1  # vectors per user: K for a multi-interest user encoder (set for the predictor)
 
     def require_text(self, field: str, key: str = "model.item.field") -> str:
         """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
@@ -130,6 +131,9 @@ class UserEncoder(Protocol):
     Input: history vectors `(batch, history, item_dim)`, their mask `(batch, history)` (True = a real item) and
     user indices `(batch,)` (0 = a user not seen in training); output `(batch, dim)`. Padded positions must not
     change the output.
+
+    A multi-interest encoder (MINER) sets `vectors = K` and returns `(batch, K, dim)`; the predictor then gets
+    those K vectors per user and must accept them (the engine refuses one that says it does not).
     """
 
     dim: int
@@ -141,7 +145,9 @@ class Predictor(Protocol):
     """A click predictor (a torch module), built as `implementation(options, BuildContext)` with both dims set.
 
     Input: user vectors `(batch, user_dim)` and candidate vectors `(batch, candidates, item_dim)`; output scores
-    `(batch, candidates)` (logits: the matching task applies softmax cross-entropy over candidates).
+    `(batch, candidates)` (logits: the matching task applies softmax cross-entropy over candidates). With a
+    multi-interest user encoder (`BuildContext.user_vectors` K > 1) the users are `(batch, K, user_dim)`; a
+    predictor that cannot combine K vectors raises a RecipeError when built with K > 1.
     """
 
     def __call__(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor: ...

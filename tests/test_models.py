@@ -73,7 +73,8 @@ def test_user_encoders_ignore_padded_history_and_handle_an_empty_one(name):
     users = torch.tensor([1, 2, 0])
     garbage = torch.randn(3, 5, 32, generator=generator) * 100  # what sits in padded positions must not matter
     vectors = encoder(history, mask, users)
-    assert vectors.shape == (3, encoder.dim)
+    interests = getattr(encoder, "vectors", 1)  # a multi-interest encoder gives K vectors per user
+    assert vectors.shape == ((3, encoder.dim) if interests == 1 else (3, interests, encoder.dim))
     assert torch.isfinite(vectors).all()  # row 2 has an empty history
     longer = encoder(torch.cat([history, garbage], 1), F.pad(mask, (0, 5)), users)
     torch.testing.assert_close(vectors, longer, rtol=1e-5, atol=1e-5)
@@ -171,3 +172,37 @@ def test_unequal_sizes_for_the_dot_predictor_say_which_keys_to_change():
     with pytest.raises(RecipeError, match="the user encoder gives 32-d vectors and the item encoder 64-d") as error:
         build("predictor", "dot", dataclasses.replace(CONTEXT, item_dim=64, user_dim=32))
     assert "options of model.item and model.user" in error.value.hint
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean", "weighted"])
+def test_the_miner_predictor_combines_k_interests(aggregation):
+    context = dataclasses.replace(CONTEXT, item_dim=8, user_dim=8, user_vectors=3)
+    predictor = build("predictor", "miner", context, aggregation=aggregation)
+    users, candidates = torch.randn(2, 3, 8, generator=generator), torch.randn(2, 5, 8, generator=generator)
+    scores = predictor(users, candidates)
+    matching = torch.einsum("bcd,bkd->bck", candidates, users)
+    expected = {"max": matching.max(-1).values, "mean": matching.mean(-1)}.get(aggregation)
+    if expected is not None:
+        torch.testing.assert_close(scores, expected)
+    else:  # target-aware weights: a convex combination of the K matching scores
+        assert ((scores >= matching.min(-1).values - 1e-5) & (scores <= matching.max(-1).values + 1e-5)).all()
+    one = predictor(users[:, :1], candidates)  # a single interest: every aggregation is the dot product
+    torch.testing.assert_close(one, matching[..., 0])
+
+
+def test_the_dot_predictor_refuses_several_vectors_per_user():
+    with pytest.raises(RecipeError, match="3 vectors per user and the dot predictor scores one") as error:
+        build("predictor", "dot", dataclasses.replace(CONTEXT, user_dim=32, user_vectors=3))
+    assert "miner" in error.value.hint
+
+
+def test_miner_interests_spread_under_the_disagreement_term():
+    encoder = build("user_encoder", "miner", interests=4, code_dim=16).train()
+    history, mask = torch.randn(2, 6, 32, generator=generator), torch.ones(2, 6, dtype=torch.bool)
+    interests = encoder(history, mask, torch.tensor([1, 2]))
+    (term,) = encoder.auxiliary_losses().values()
+    unit = F.normalize(interests, dim=-1)
+    torch.testing.assert_close(term, 0.8 * (unit @ unit.transpose(1, 2)).mean())
+    encoder.eval()
+    encoder(history, mask, torch.tensor([1, 2]))
+    assert encoder.auxiliary_losses() == {}  # only in training

@@ -1,4 +1,4 @@
-"""The news encoders of this package (NRMS, NAML, LSTUR, TANR, Fastformer): their recipe options and where each
+"""The news encoders of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER): their recipe options and where each
 lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
@@ -97,6 +97,18 @@ class FastformerUserOptions(Options):
     query_dim: int = Field(200, ge=1)
 
 
+class MinerUserOptions(Options):
+    interests: int = Field(32, ge=1, description="K: context codes, one interest vector each")
+    code_dim: int = Field(200, ge=1, description="size of a context code")
+    disagreement_weight: float = Field(0.8, ge=0, description="weight of the interests' mean cosine similarity")
+
+
+class MinerPredictorOptions(Options):
+    aggregation: Literal["max", "mean", "weighted"] = Field(
+        "weighted", description="how the K matching scores combine; weighted: target-aware attention"
+    )
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
@@ -113,3 +125,9 @@ def register_user_encoders(register):
     register("lstur", "once_plugins.news.lstur:LsturUserEncoder", LsturUserOptions)
     register("tanr", "once_plugins.news.naml:AttentionUserEncoder", TanrUserOptions)  # the same additive attention
     register("fastformer", "once_plugins.news.fastformer:FastformerUserEncoder", FastformerUserOptions)
+    register("miner", "once_plugins.news.miner:MinerUserEncoder", MinerUserOptions)
+
+
+@hookimpl
+def register_predictors(register):
+    register("miner", "once_plugins.news.miner:MinerPredictor", MinerPredictorOptions)

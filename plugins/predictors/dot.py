@@ -14,6 +14,12 @@ class DotPredictor(nn.Module):
 
     def __init__(self, options: DotOptions, context) -> None:
         super().__init__()
+        if context.user_vectors > 1:
+            raise RecipeError(
+                f"the user encoder gives {context.user_vectors} vectors per user and the dot predictor scores one",
+                where="model.predictor",
+                hint="Use a predictor that combines several interests, e.g. model.predictor: {name: miner}.",
+            )
         if context.user_dim != context.item_dim:
             raise RecipeError(
                 f"the user encoder gives {context.user_dim}-d vectors and the item encoder {context.item_dim}-d; "
