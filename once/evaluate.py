@@ -90,6 +90,8 @@ def score_split(
 
     fast=True encodes each item the split names once and each distinct (user, history) once, then scores by
     lookup; fast=False runs the full model on every impression, as training does. Both give the same scores.
+    A candidate-aware user encoder has no vector per user: the fast path then runs it per impression on the
+    cached item vectors (no item is encoded twice), in chunks of about `batch_size` (impression, candidate) pairs.
     Under torchrun each rank scores its share of the impressions and every rank gets all the scores.
     """
     world = world or World()
@@ -102,6 +104,8 @@ def score_split(
         needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0])  # 0: padding
         items = torch.zeros(num_items, model.item_encoder.dim, device=device)
         items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
+    per_user = fast and not model.candidate_aware
+    if per_user:
         keys = np.concatenate([users[:, None], histories], axis=1)
         distinct, user_of_impression = np.unique(keys, axis=0, return_inverse=True)
         user_of_impression = user_of_impression.ravel()  # numpy 2.0.0 returned it 2-D
@@ -112,14 +116,21 @@ def score_split(
                 user_ids = torch.from_numpy(distinct[rows, 0]).to(device)
                 user_parts.append(model.encode_users(items[history], history, user_ids).float())
         user_vectors = torch.cat(user_parts) if user_parts else items[:0]
+    chunk = batch_size
+    if model.candidate_aware:  # the user encoder runs once per (impression, candidate): keep chunks that size
+        chunk = max(1, batch_size // max(1, int(lengths.max(initial=1))))
     scores: list[np.ndarray] = []
     with autocast(device, precision):
-        for rows in tracked(_chunks(len(rows_of_rank), batch_size), -(-len(rows_of_rank) // batch_size), "scoring"):
+        for rows in tracked(_chunks(len(rows_of_rank), chunk), -(-len(rows_of_rank) // chunk), "scoring"):
             width = int(lengths[rows].max())
             candidates = torch.from_numpy(split.candidates.padded(rows_of_rank[rows], width)).to(device)
-            if fast:
+            if per_user:
                 vectors = user_vectors[torch.from_numpy(user_of_impression[rows]).to(device)]
                 batch_scores = model.predictor(vectors, items[candidates])
+            elif fast:  # candidate-aware users, on the cached item vectors
+                history = torch.from_numpy(histories[rows]).to(device)
+                user_ids = torch.from_numpy(users[rows]).to(device)
+                batch_scores = model.score_vectors(items[history], history, user_ids, items[candidates])
             else:
                 history = torch.from_numpy(histories[rows]).to(device)
                 batch_scores = model(history, candidates, torch.from_numpy(users[rows]).to(device))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from once.data.prepare import PreparedData
-from once.errors import RecipeError
+from once.errors import OnceError, RecipeError
 from once.nn import word_embedding
 from once.protocols import BuildContext
 from once.recipe import ResolvedRecipe
@@ -62,13 +62,35 @@ class Recommender(nn.Module):
                 counts += (values[items.to(values.device)] != 0).sum(1).cpu()
         return counts
 
-    def encode_users(self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    @property
+    def candidate_aware(self) -> bool:
+        """Whether the user encoder reads the candidates (then no user has one vector that could be cached)."""
+        return bool(getattr(self.user_encoder, "candidate_aware", False))
+
+    def encode_users(
+        self,
+        history_vectors: torch.Tensor,
+        history: torch.Tensor,
+        users: torch.Tensor,
+        candidate_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(batch, history) item indices with their (batch, history, item_dim) vectors, and (batch,) user indices
-        (into PreparedData.users) -> (batch, user_dim), or (batch, K, user_dim) from a multi-interest user encoder.
-        User encoders see users unseen in training as user 0."""
+        (into PreparedData.users) -> (batch, user_dim); (batch, K, user_dim) from a multi-interest user encoder;
+        (batch, candidates, user_dim) from a candidate-aware one, which needs `candidate_vectors`. User encoders
+        see users unseen in training as user 0."""
         seen = torch.where(users < self.known_users, users, torch.zeros_like(users))
+        if self.candidate_aware:
+            if candidate_vectors is None:
+                raise OnceError("this model's users depend on the candidates: there is no vector per user alone")
+            return self.user_encoder(history_vectors, history != 0, seen, candidate_vectors)
         vectors = self.user_encoder(history_vectors, history != 0, seen)
         return vectors if self.profiles is None else self.profiles(vectors, users)
+
+    def score_vectors(
+        self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor, candidate_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, candidates) scores from item vectors already computed (fast evaluation, serving)."""
+        return self.predictor(self.encode_users(history_vectors, history, users, candidate_vectors), candidate_vectors)
 
     def auxiliary_losses(self) -> dict[str, torch.Tensor]:
         """The named, weighted loss terms the parts computed in their last training forward (TANR's topic loss,
@@ -92,7 +114,7 @@ class Recommender(nn.Module):
             vectors, inverse = self.encode_items(occurrences), torch.arange(len(occurrences), device=history.device)
         history_vectors = vectors[inverse[: batch * length]].view(batch, length, -1)
         candidate_vectors = vectors[inverse[batch * length :]].view(*candidates.shape, -1)
-        return self.predictor(self.encode_users(history_vectors, history, users), candidate_vectors)
+        return self.score_vectors(history_vectors, history, users, candidate_vectors)
 
 
 def item_clicks(data: PreparedData) -> torch.Tensor:
@@ -119,13 +141,14 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     context = replace(context, item_dim=item_encoder.dim)
     user_encoder = resolved.build("model", "user", context=context)
     vectors = getattr(user_encoder, "vectors", 1)  # K > 1: a multi-interest user encoder, (batch, K, dim)
-    context = replace(context, user_dim=user_encoder.dim, user_vectors=vectors)
+    aware = bool(getattr(user_encoder, "candidate_aware", False))  # (batch, candidates, dim)
+    context = replace(context, user_dim=user_encoder.dim, user_vectors=vectors, candidate_aware_users=aware)
     predictor = resolved.build("model", "predictor", context=context)
     profiles = None
     if data.user_profiles is not None:
-        if vectors > 1:
+        if vectors > 1 or aware:
             raise RecipeError(
-                f"GENRE profiles are fused into one user vector, but this user encoder gives {vectors} per user",
+                "GENRE profiles are fused into one user vector, but this user encoder gives several per user",
                 where="augment.profiles",
                 hint="Use a single-vector user encoder with profiles, or leave augment.profiles out.",
             )

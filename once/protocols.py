@@ -59,6 +59,7 @@ class BuildContext:
     item_dim: int = 0  # output size of the item encoder (set for the user encoder and predictor)
     user_dim: int = 0  # output size of the user encoder (set for the predictor)
     user_vectors: int = 1  # vectors per user: K for a multi-interest user encoder (set for the predictor)
+    candidate_aware_users: bool = False  # the user encoder gives one vector per candidate (set for the predictor)
 
     def require_text(self, field: str, key: str = "model.item.field") -> str:
         """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
@@ -134,6 +135,9 @@ class UserEncoder(Protocol):
 
     A multi-interest encoder (MINER) sets `vectors = K` and returns `(batch, K, dim)`; the predictor then gets
     those K vectors per user and must accept them (the engine refuses one that says it does not).
+
+    A candidate-aware encoder (CAUM) sets `candidate_aware = True` and is also given the candidates' vectors
+    `(batch, candidates, item_dim)`; it returns one user vector per candidate, `(batch, candidates, dim)`.
     """
 
     dim: int

@@ -104,22 +104,50 @@ class TrainedModel:
         split, row = self._latest[user]
         return self.data.splits[split].history[row]
 
+    def histories(self, users: list[int]) -> torch.Tensor:
+        """(len(users), max_history) item indices: each user's most recent history, padded with 0."""
+        width = self.resolved.recipe.train.max_history
+        histories = np.zeros((len(users), width), dtype=np.int64)
+        for i, user in enumerate(users):
+            items = self.history(user)[-width:]
+            histories[i, : len(items)] = items
+        return torch.from_numpy(histories).to(self.device)
+
     @torch.no_grad()
     def user_vectors(self, users: list[int]) -> torch.Tensor:
-        """(len(users), dim): each user from their most recent history."""
-        width = self.resolved.recipe.train.max_history
+        """(len(users), dim), or (len(users), K, dim) for a multi-interest model: each user from their most recent
+        history. A candidate-aware model has no vector per user: an error that says so."""
+        if self.model.candidate_aware:
+            raise OnceError(
+                "this model's user vectors depend on the candidate (a candidate-aware user encoder), so users have "
+                "no vectors of their own to export",
+                hint="Export the item vectors and score with the model (once recommend), or use another user encoder.",
+            )
         parts = []
         batch_size = self.resolved.recipe.eval.batch_size
         for start in range(0, len(users), batch_size):
             chunk = users[start : start + batch_size]
-            histories = np.zeros((len(chunk), width), dtype=np.int64)
-            for i, user in enumerate(chunk):
-                items = self.history(user)[-width:]
-                histories[i, : len(items)] = items
-            history = torch.from_numpy(histories).to(self.device)
+            history = self.histories(chunk)
             users_tensor = torch.tensor(chunk, dtype=torch.long, device=self.device)
             parts.append(self.model.encode_users(self.item_vectors[history], history, users_tensor))
         return torch.cat(parts) if parts else torch.zeros(0, self.model.user_encoder.dim)
+
+    @torch.no_grad()
+    def pool_scores(self, user: int, pool: torch.Tensor, vector: torch.Tensor | None) -> torch.Tensor:
+        """(len(pool),) scores of one user for the items in `pool`: through the user's cached vector, or for a
+        candidate-aware model through the user encoder with the pool as candidates, in chunks."""
+        if vector is not None:
+            return self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
+        history = self.histories([user])
+        users_tensor = torch.tensor([user], dtype=torch.long, device=self.device)
+        step = max(1, self.resolved.recipe.eval.batch_size)
+        parts = [
+            self.model.score_vectors(
+                self.item_vectors[history], history, users_tensor, self.item_vectors[pool[i : i + step]].unsqueeze(0)
+            )[0]
+            for i in range(0, len(pool), step)
+        ]
+        return torch.cat(parts)
 
     def candidates_from_file(self, path: Path) -> list[int]:
         """Item indices listed in a file, whitespace-separated, one or more per line; repeats count once."""
@@ -140,10 +168,10 @@ class TrainedModel:
         """The `top` best-scored items for each user, among `candidates` (default: every item)."""
         indices = [self.user_index(u) for u in users]
         pool = torch.tensor(candidates if candidates is not None else range(1, self.data.num_items), device=self.device)
-        vectors = self.user_vectors(indices)
+        vectors = [None] * len(indices) if self.model.candidate_aware else self.user_vectors(indices)
         results = {}
         for user, index, vector in zip(users, indices, vectors, strict=True):
-            scores = self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
+            scores = self.pool_scores(index, pool, vector)
             if not include_history:
                 seen = torch.from_numpy(self.seen(index)).to(self.device)
                 scores = scores.masked_fill(torch.isin(pool, seen), float("-inf"))

@@ -72,11 +72,14 @@ def test_user_encoders_ignore_padded_history_and_handle_an_empty_one(name):
     mask = torch.tensor([[True, True, True, False], [True, False, False, False], [False, False, False, False]])
     users = torch.tensor([1, 2, 0])
     garbage = torch.randn(3, 5, 32, generator=generator) * 100  # what sits in padded positions must not matter
-    vectors = encoder(history, mask, users)
+    aware = getattr(encoder, "candidate_aware", False)  # a candidate-aware encoder also reads 4 candidates
+    extra = (torch.randn(3, 4, 32, generator=generator),) if aware else ()
+    vectors = encoder(history, mask, users, *extra)
     interests = getattr(encoder, "vectors", 1)  # a multi-interest encoder gives K vectors per user
-    assert vectors.shape == ((3, encoder.dim) if interests == 1 else (3, interests, encoder.dim))
+    expected = (3, 4, encoder.dim) if aware else (3, encoder.dim) if interests == 1 else (3, interests, encoder.dim)
+    assert vectors.shape == expected
     assert torch.isfinite(vectors).all()  # row 2 has an empty history
-    longer = encoder(torch.cat([history, garbage], 1), F.pad(mask, (0, 5)), users)
+    longer = encoder(torch.cat([history, garbage], 1), F.pad(mask, (0, 5)), users, *extra)
     torch.testing.assert_close(vectors, longer, rtol=1e-5, atol=1e-5)
 
 
@@ -206,3 +209,13 @@ def test_miner_interests_spread_under_the_disagreement_term():
     encoder.eval()
     encoder(history, mask, torch.tensor([1, 2]))
     assert encoder.auxiliary_losses() == {}  # only in training
+
+
+def test_caum_users_depend_on_the_candidate():
+    encoder = build("user_encoder", "caum", heads=4)
+    history, mask = torch.randn(2, 5, 32, generator=generator), torch.ones(2, 5, dtype=torch.bool)
+    candidates = torch.randn(2, 3, 32, generator=generator)
+    vectors = encoder(history, mask, torch.tensor([1, 2]), candidates)
+    assert not torch.allclose(vectors[:, 0], vectors[:, 1])  # another candidate, another user vector
+    alone = encoder(history, mask, torch.tensor([1, 2]), candidates[:, 1:2])  # each candidate on its own
+    torch.testing.assert_close(alone[:, 0], vectors[:, 1], rtol=1e-5, atol=1e-6)

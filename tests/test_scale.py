@@ -120,6 +120,18 @@ def test_a_multi_interest_model_under_two_processes_matches_one(registry, tmp_pa
     assert multi["dev"]["auc"] == pytest.approx(single["dev"]["auc"], abs=2e-3)
 
 
+def test_a_candidate_aware_model_under_two_processes_matches_one(registry, tmp_path):
+    """CAUM: one user vector per candidate, the same under DDP as in one process (dropout off)."""
+    overrides = [*TINY, "model.user={name: caum, heads: 2, attention_dim: 16, dropout: 0}", "model.item.dropout=0"]
+    overrides += ["train.epochs=1", "threads=1", "train.lr=0.005"]
+    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
+    (run_dir,) = (tmp_path / "ddp").iterdir()
+    (multi,) = epochs(run_dir)
+    (single,) = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)
+    assert multi["dev"]["auc"] == pytest.approx(single["dev"]["auc"], abs=2e-3)
+
+
 def test_a_killed_distributed_run_resumes_to_the_same_result(distributed_run, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "once"]
     process = subprocess.Popen(

@@ -103,3 +103,22 @@ def test_runs_from_another_format_are_refused(run_dir, tmp_path, registry, capsy
     (copy / "run.json").write_text(json.dumps({**info, "format": 0}))
     assert cli(["recommend", str(copy), "--user", "U1"], registry) == 2
     assert "reads format 1" in capsys.readouterr().err
+
+
+def test_a_candidate_aware_model_recommends_through_its_user_encoder_and_cannot_export_users(
+    registry, tmp_path, capsys
+):
+    overrides = [*TINY, "train.epochs=1", "model.user={name: caum, heads: 2, attention_dim: 16}"]
+    run_dir = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "runs").run.path
+    model = TrainedModel(run_dir, registry)
+    user = model.data.users[5]
+    (recommendations,) = model.recommend([user], top=6).values()
+    items = [model.item_index[r.item] for r in recommendations]
+    split, row = model._latest[model.user_index(user)]
+    history = torch.tensor(model.data.splits[split].history[row]).unsqueeze(0)
+    users = torch.tensor(model.data.splits[split].user_ids[row : row + 1])
+    with torch.no_grad():  # the full model, each item scored as a candidate of its own impression
+        full = model.model(history, torch.tensor([items]), users)[0]
+    torch.testing.assert_close(full, torch.tensor([r.score for r in recommendations]), rtol=1e-5, atol=1e-5)
+    assert cli(["export", str(run_dir), str(tmp_path / "export")], registry) == 2
+    assert "depend on the candidate" in " ".join(capsys.readouterr().err.split())

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from once.api import masked_softmax
+from once.api import RecipeError, masked_softmax
 from once_plugins.news.parts import MinerPredictorOptions, MinerUserOptions
 
 
@@ -60,6 +60,12 @@ class MinerUserEncoder(nn.Module):
 class MinerPredictor(nn.Module):
     def __init__(self, options: MinerPredictorOptions, context) -> None:
         super().__init__()
+        if context.candidate_aware_users:
+            raise RecipeError(
+                "the miner predictor combines a user's K interests; this user encoder gives one vector per candidate",
+                where="model.predictor",
+                hint="Use model.predictor: {name: dot} with a candidate-aware user encoder.",
+            )
         self.aggregation = options.aggregation
         weighted = options.aggregation == "weighted"
         self.target = nn.Linear(context.user_dim, context.item_dim, bias=False) if weighted else None

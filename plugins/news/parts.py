@@ -1,5 +1,5 @@
-"""The news encoders of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER): their recipe options and where each
-lives.
+"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM): their recipe options and
+where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -109,6 +109,14 @@ class MinerPredictorOptions(Options):
     )
 
 
+class CaumUserOptions(Options):
+    heads: int | None = Field(
+        None, ge=1, description="self-attention heads; default: 20 (the authors'), or fewer that divide the item size"
+    )
+    attention_dim: int = Field(256, ge=1, description="second hidden layer of the candidate-aware attention")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
@@ -126,6 +134,7 @@ def register_user_encoders(register):
     register("tanr", "once_plugins.news.naml:AttentionUserEncoder", TanrUserOptions)  # the same additive attention
     register("fastformer", "once_plugins.news.fastformer:FastformerUserEncoder", FastformerUserOptions)
     register("miner", "once_plugins.news.miner:MinerUserEncoder", MinerUserOptions)
+    register("caum", "once_plugins.news.caum:CaumUserEncoder", CaumUserOptions)
 
 
 @hookimpl

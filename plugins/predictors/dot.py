@@ -28,7 +28,11 @@ class DotPredictor(nn.Module):
                 hint="The sizes are options of model.item and model.user (once plugins show item_encoder NAME); "
                 "change them together. NRMS's user encoder follows the item size when model.user.head_dim is unset.",
             )
+        self.per_candidate = context.candidate_aware_users
 
     def forward(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        # user: (batch, dim), candidates: (batch, candidates, dim) -> (batch, candidates)
+        # user: (batch, dim), or (batch, candidates, dim) from a candidate-aware user encoder;
+        # candidates: (batch, candidates, dim) -> (batch, candidates)
+        if self.per_candidate:
+            return (user * candidates).sum(-1)
         return torch.einsum("bd,bcd->bc", user, candidates)
