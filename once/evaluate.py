@@ -92,10 +92,12 @@ def score_split(
     lookup; fast=False runs the full model on every impression, as training does. Both give the same scores.
     A candidate-aware user encoder has no vector per user: the fast path then runs it per impression on the
     cached item vectors (no item is encoded twice), in chunks of about `batch_size` (impression, candidate) pairs.
+    A user-conditioned item encoder (NPA) gives no vector per item: both paths are then the full model.
     Under torchrun each rank scores its share of the impressions and every rank gets all the scores.
     """
     world = world or World()
     model.eval()
+    fast = fast and not model.user_conditioned  # items read by their user have no vectors to cache: full model
     rows_of_rank = world.shard(len(split))
     histories = split.history.padded(rows_of_rank, split.history.width(max_history))
     users = np.asarray(split.user_ids)[rows_of_rank]

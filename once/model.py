@@ -38,9 +38,27 @@ class Recommender(nn.Module):
         for field in self.fields:  # moved with the model, never saved in checkpoints
             self.register_buffer(f"feature_{field}", features[field], persistent=False)
 
-    def encode_items(self, items: torch.Tensor) -> torch.Tensor:
-        """(n,) item indices -> (n, item_dim)."""
-        return self.item_encoder(self.item_features(items))
+    @property
+    def user_conditioned(self) -> bool:
+        """Whether the item encoder reads the user (NPA): then an item has no vector of its own."""
+        return bool(getattr(self.item_encoder, "user_conditioned", False))
+
+    def _seen(self, users: torch.Tensor) -> torch.Tensor:
+        """User indices as the parts see them: users unseen in training become user 0."""
+        return torch.where(users < self.known_users, users, torch.zeros_like(users))
+
+    def encode_items(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) item indices -> (n, item_dim); a user-conditioned item encoder also needs the (n,) reader of each."""
+        features = self.item_features(items)
+        if self.user_conditioned:
+            if users is None:
+                raise OnceError(
+                    "this model's item vectors depend on the user reading them (a user-conditioned item encoder): "
+                    "items have no vectors of their own",
+                    hint="Score with the full model (once eval works), or use another item encoder.",
+                )
+            features["user"] = self._seen(users)
+        return self.item_encoder(features)
 
     def item_features(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the item encoder reads for (n,) item indices: their fields, and the indices as "item"."""
@@ -52,6 +70,10 @@ class Recommender(nn.Module):
                 values = values[:, : int(used.max()) + 1 if len(used) else 1]
             features[field] = values
         return features
+
+    @property
+    def num_items(self) -> int:
+        return len(getattr(self, f"feature_{self.fields[0]}"))
 
     def token_counts(self, items: torch.Tensor) -> torch.Tensor:
         """(n,) tokens of each item over its text fields: how long encoding it takes."""
@@ -78,7 +100,7 @@ class Recommender(nn.Module):
         (into PreparedData.users) -> (batch, user_dim); (batch, K, user_dim) from a multi-interest user encoder;
         (batch, candidates, user_dim) from a candidate-aware one, which needs `candidate_vectors`. User encoders
         see users unseen in training as user 0."""
-        seen = torch.where(users < self.known_users, users, torch.zeros_like(users))
+        seen = self._seen(users)
         if self.candidate_aware:
             if candidate_vectors is None:
                 raise OnceError("this model's users depend on the candidates: there is no vector per user alone")
@@ -107,11 +129,20 @@ class Recommender(nn.Module):
         """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""
         batch, length = history.shape
         occurrences = torch.cat([history.flatten(), candidates.flatten()])
+        readers = None
+        if self.user_conditioned:  # an item is encoded once per (reader, item) pair of the batch
+            readers = torch.cat([users.repeat_interleave(length), users.repeat_interleave(candidates.shape[1])])
         if self.unique_items:  # encode each distinct item of the batch once (padding included: once)
-            unique, inverse = torch.unique(occurrences, return_inverse=True)
-            vectors = self.encode_items(unique)
+            if readers is None:
+                unique, inverse = torch.unique(occurrences, return_inverse=True)
+                vectors = self.encode_items(unique)
+            else:
+                items = self.num_items
+                unique, inverse = torch.unique(readers * items + occurrences, return_inverse=True)
+                vectors = self.encode_items(unique % items, unique // items)
         else:
-            vectors, inverse = self.encode_items(occurrences), torch.arange(len(occurrences), device=history.device)
+            vectors = self.encode_items(occurrences, readers)
+            inverse = torch.arange(len(occurrences), device=history.device)
         history_vectors = vectors[inverse[: batch * length]].view(batch, length, -1)
         candidate_vectors = vectors[inverse[batch * length :]].view(*candidates.shape, -1)
         return self.score_vectors(history_vectors, history, users, candidate_vectors)

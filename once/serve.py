@@ -54,6 +54,13 @@ class TrainedModel:
 
     def __init__(self, run_dir: Path, registry: Registry | None = None) -> None:
         loaded = load_run(run_dir, registry)
+        if loaded.model.user_conditioned:
+            raise OnceError(
+                "this model reads each item in the light of its user (a user-conditioned item encoder, like NPA), so "
+                "items have no vectors to rank or export",
+                where=str(run_dir),
+                hint="once eval scores it with the full model; recommend, export and serve need per-item vectors.",
+            )
         self.run, self.resolved, self.data = loaded.run, loaded.resolved, loaded.data
         self.model, self.device = loaded.model, loaded.device
         batch_size = self.resolved.recipe.eval.batch_size

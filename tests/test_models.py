@@ -58,8 +58,11 @@ def test_masked_softmax_zeroes_masked_positions_and_empty_rows():
 @pytest.mark.parametrize("name", ITEM_ENCODERS)
 def test_item_encoders_ignore_padding_tokens(name):
     encoder = build("item_encoder", name)
-    padded = {k: F.pad(v, (0, 5)) if k in CONTEXT.text_lengths else v for k, v in FEATURES.items()}
-    vectors = encoder(FEATURES)
+    features = dict(FEATURES)
+    if getattr(encoder, "user_conditioned", False):  # NPA reads the user of each item occurrence
+        features["user"] = torch.tensor([0, 1, 2, 1, 0, 2])
+    padded = {k: F.pad(v, (0, 5)) if k in CONTEXT.text_lengths else v for k, v in features.items()}
+    vectors = encoder(features)
     assert vectors.shape == (ITEMS, encoder.dim)
     assert torch.isfinite(vectors).all()
     torch.testing.assert_close(vectors, encoder(padded), rtol=1e-5, atol=1e-6)
@@ -219,3 +222,15 @@ def test_caum_users_depend_on_the_candidate():
     assert not torch.allclose(vectors[:, 0], vectors[:, 1])  # another candidate, another user vector
     alone = encoder(history, mask, torch.tensor([1, 2]), candidates[:, 1:2])  # each candidate on its own
     torch.testing.assert_close(alone[:, 0], vectors[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_npa_reads_an_item_differently_for_each_user():
+    encoder = build("item_encoder", "npa")
+    with torch.no_grad():
+        encoder.query.users.weight.normal_(0, 1)  # trained embeddings differ per user (row 0, unseen, stays 0)
+        encoder.query.users.weight[0] = 0
+    one = {k: v[[3, 3]] for k, v in FEATURES.items()}  # the same item twice
+    vectors = encoder({**one, "user": torch.tensor([1, 2])})
+    assert not torch.allclose(vectors[0], vectors[1])
+    same = encoder({**one, "user": torch.tensor([2, 2])})
+    torch.testing.assert_close(same[0], same[1])

@@ -122,3 +122,13 @@ def test_a_candidate_aware_model_recommends_through_its_user_encoder_and_cannot_
     torch.testing.assert_close(full, torch.tensor([r.score for r in recommendations]), rtol=1e-5, atol=1e-5)
     assert cli(["export", str(run_dir), str(tmp_path / "export")], registry) == 2
     assert "depend on the candidate" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_user_conditioned_model_evaluates_but_refuses_to_rank_without_item_vectors(registry, tmp_path, capsys):
+    overrides = [*(o for o in TINY if not o.startswith("model.")), "train.epochs=1"]
+    overrides += ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"]
+    result = train(load_recipe("demo-npa", registry, overrides), runs_root=tmp_path / "runs")
+    assert cli(["eval", str(result.run.path)], registry) == 0  # the full model per impression
+    assert f"{result.test['auc']:.4f}" in capsys.readouterr().out
+    assert cli(["recommend", str(result.run.path), "--user", "U1"], registry) == 2
+    assert "user-conditioned item encoder" in " ".join(capsys.readouterr().err.split())

@@ -163,6 +163,7 @@ SMALL_DEMO = [o for o in TINY if not o.startswith("model.")]
         ("demo-fastformer", ["model.item.word_dim=32", "model.item.dim=32", "model.item.query_dim=16"], 0.72),  # 0.7546
         ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.71),  # 0.745
         ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.70),
+        ("demo-npa", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.66),  # 0.688
     ],
 )
 def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, registry):
@@ -178,6 +179,15 @@ def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, r
     fast = score_split(trained_model, split, fast=True, **kwargs)
     for a, b in zip(fast, score_split(trained_model, split, fast=False, **kwargs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # each distinct item (for NPA: each distinct reader and item) of a batch encoded once = every occurrence
+    rows = np.arange(32)
+    batch = [torch.from_numpy(a) for a in (split.history.padded(rows, 20), split.candidates.padded(rows, 20))]
+    users = torch.from_numpy(np.asarray(split.user_ids)[rows])
+    with torch.no_grad():
+        once = trained_model.eval()(*batch, users)
+        trained_model.unique_items = False
+        every = trained_model(*batch, users)
+    torch.testing.assert_close(once, every, rtol=1e-5, atol=1e-5)
 
 
 def test_an_auxiliary_loss_is_trained_and_logged_apart(tmp_path, registry):

@@ -1,5 +1,5 @@
-"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM): their recipe options and
-where each lives.
+"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM, NPA): their recipe options
+and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -117,6 +117,21 @@ class CaumUserOptions(Options):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
+class NpaItemOptions(Options):
+    field: str = Field("title", description="the tokenized text field to encode")
+    word_dim: int = Field(300, ge=1)
+    filters: int = Field(400, ge=1, description="CNN filters = item vector size")
+    window: int = Field(3, ge=1)
+    user_dim: int = Field(50, ge=1, description="user-ID embedding size")
+    query_dim: int = Field(200, ge=1, description="size of the personalized word query")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class NpaUserOptions(Options):
+    user_dim: int = Field(50, ge=1, description="user-ID embedding size")
+    query_dim: int = Field(200, ge=1, description="size of the personalized news query")
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
@@ -124,6 +139,7 @@ def register_item_encoders(register):
     register("lstur", "once_plugins.news.lstur:LsturItemEncoder", LsturItemOptions)
     register("tanr", "once_plugins.news.tanr:TanrItemEncoder", TanrItemOptions)
     register("fastformer", "once_plugins.news.fastformer:FastformerItemEncoder", FastformerItemOptions)
+    register("npa", "once_plugins.news.npa:NpaItemEncoder", NpaItemOptions)
 
 
 @hookimpl
@@ -135,6 +151,7 @@ def register_user_encoders(register):
     register("fastformer", "once_plugins.news.fastformer:FastformerUserEncoder", FastformerUserOptions)
     register("miner", "once_plugins.news.miner:MinerUserEncoder", MinerUserOptions)
     register("caum", "once_plugins.news.caum:CaumUserEncoder", CaumUserOptions)
+    register("npa", "once_plugins.news.npa:NpaUserEncoder", NpaUserOptions)
 
 
 @hookimpl
