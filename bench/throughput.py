@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from goodreads import DEFAULT_BUILDER, build_benchmark, peak_mb, write_section  # noqa: E402
 
-MODELS = ("nrms", "naml", "lstur", "dire")
+MODELS = ("nrms", "naml", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dire")
 CORPORA = ("goodreads", "mind-small")
 TINY_LLAMA = {"layers": 4, "hidden": 128}
 
