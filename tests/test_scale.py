@@ -92,14 +92,19 @@ def test_two_gloo_processes_reach_the_metrics_of_one_process(distributed_run, re
     assert {p.name for p in distributed_run.iterdir()} == {p.name for p in single.run.path.iterdir()}
 
 
+def first_epochs(registry, tmp_path: Path, overrides: list[str]) -> tuple[dict, dict]:
+    """The first epoch's record of the demo under 2 gloo processes and in one process, same overrides."""
+    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
+    (run_dir,) = (tmp_path / "ddp").iterdir()
+    single = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    return epochs(run_dir)[0], single[0]
+
+
 def test_at_the_demos_full_size_two_processes_match_one_without_dropout(registry, tmp_path):
     """Same batches, negatives and initial weights whatever the world size: with dropout off (each rank draws its
     own masks) a torchrun run of the full demo agrees with one process to float rounding."""
     overrides = ["train.epochs=1", "model.item.dropout=0", "threads=1", "device=cpu"]
-    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
-    (run_dir,) = (tmp_path / "ddp").iterdir()
-    (multi,) = epochs(run_dir)
-    (single,) = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    multi, single = first_epochs(registry, tmp_path, overrides)
     assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)  # measured: 3e-6 apart
     for metric, value in single["dev"].items():
         assert multi["dev"][metric] == pytest.approx(value, abs=2e-3), metric  # measured: AUC 6e-5 apart
@@ -111,10 +116,7 @@ def test_a_multi_interest_model_under_two_processes_matches_one(registry, tmp_pa
     # lr 0.005: at the tiny recipe's 0.02 with the 0.8-weighted term, float rounding (2 ranks sum in another
     # order) grows into 3e-4 of loss within an epoch; at 0.4 or 0.08 weight it stays under 1e-5 (measured)
     overrides += ["model.item.dropout=0", "train.epochs=1", "threads=1", "train.lr=0.005"]
-    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
-    (run_dir,) = (tmp_path / "ddp").iterdir()
-    (multi,) = epochs(run_dir)
-    (single,) = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    multi, single = first_epochs(registry, tmp_path, overrides)
     assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)
     assert multi["train_terms"]["disagreement"] == pytest.approx(single["train_terms"]["disagreement"], abs=1e-4)
     assert multi["dev"]["auc"] == pytest.approx(single["dev"]["auc"], abs=2e-3)
@@ -124,10 +126,7 @@ def test_a_candidate_aware_model_under_two_processes_matches_one(registry, tmp_p
     """CAUM: one user vector per candidate, the same under DDP as in one process (dropout off)."""
     overrides = [*TINY, "model.user={name: caum, heads: 2, attention_dim: 16, dropout: 0}", "model.item.dropout=0"]
     overrides += ["train.epochs=1", "threads=1", "train.lr=0.005"]
-    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
-    (run_dir,) = (tmp_path / "ddp").iterdir()
-    (multi,) = epochs(run_dir)
-    (single,) = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    multi, single = first_epochs(registry, tmp_path, overrides)
     assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)
     assert multi["dev"]["auc"] == pytest.approx(single["dev"]["auc"], abs=2e-3)
 

@@ -42,18 +42,27 @@ def test_demo_learns_and_the_run_directory_has_everything(trained):
     assert any(k.startswith("optimizer.") for k in state)  # Adam moments are kept for resuming
 
 
-def test_fast_evaluation_equals_the_full_model_per_impression(trained):
-    resolved, result = trained
+def best_model(resolved, result):
+    """The run's best checkpoint in a model built from its recipe, with the data and the scoring settings."""
     data = load_data(resolved)
     model = build_recommender(resolved, data)
     load_model(result.run.path / BEST, model)
     kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
-    split = data.splits["dev"]
+    return model, data.splits["dev"], kwargs
+
+
+def assert_fast_equals_plain(model, split, kwargs) -> None:
+    """The fast path (items once, users by lookup) scores every impression as the full model does."""
     fast = score_split(model, split, fast=True, **kwargs)
     plain = score_split(model, split, fast=False, **kwargs)
     assert len(fast) == len(split)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_evaluation_equals_the_full_model_per_impression(trained):
+    model, split, kwargs = best_model(*trained)
+    assert_fast_equals_plain(model, split, kwargs)
     fast_metrics = evaluate(model, split, fast=True, **kwargs)
     plain_metrics = evaluate(model, split, fast=False, **kwargs)
     assert fast_metrics == pytest.approx(plain_metrics, abs=1e-9)
@@ -170,15 +179,8 @@ def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, r
     resolved = load_recipe(recipe, registry, [*SMALL_DEMO, *model])
     result = train(resolved, runs_root=tmp_path)
     assert result.test["auc"] > floor, result.test
-    # the fast path (every item encoded once, users by lookup) scores every impression as the full model does
-    data = load_data(resolved)
-    trained_model = build_recommender(resolved, data)
-    load_model(result.run.path / BEST, trained_model)
-    kwargs = {"num_items": data.num_items, "max_history": 20, "batch_size": 64, "device": torch.device("cpu")}
-    split = data.splits["dev"]
-    fast = score_split(trained_model, split, fast=True, **kwargs)
-    for a, b in zip(fast, score_split(trained_model, split, fast=False, **kwargs), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    trained_model, split, kwargs = best_model(resolved, result)
+    assert_fast_equals_plain(trained_model, split, kwargs)
     # each distinct item (for NPA: each distinct reader and item) of a batch encoded once = every occurrence
     rows = np.arange(32)
     batch = [torch.from_numpy(a) for a in (split.history.padded(rows, 20), split.candidates.padded(rows, 20))]
