@@ -125,8 +125,18 @@ class Recommender(nn.Module):
                 terms[name] = term
         return terms
 
-    def forward(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores."""
+    def forward(
+        self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor, with_terms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(batch, history) and (batch, candidates) item indices, (batch,) users -> (batch, candidates) scores.
+
+        `with_terms` (training) also returns the parts' auxiliary loss terms: as outputs of the forward, DDP sees
+        the parameters that only they use (TANR's topic classifier) as used.
+        """
+        scores = self._scores(history, candidates, users)
+        return (scores, self.auxiliary_losses()) if with_terms else scores
+
+    def _scores(self, history: torch.Tensor, candidates: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         batch, length = history.shape
         occurrences = torch.cat([history.flatten(), candidates.flatten()])
         readers = None

@@ -200,10 +200,9 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with self._no_sync(not syncing):
             with autocast(self.device, self.recipe.precision):
-                scores = self.forward(batch["history"], batch["candidates"], batch["users"])
+                scores, terms = self.forward(batch["history"], batch["candidates"], batch["users"], with_terms=True)
             target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
             loss = F.cross_entropy(scores.float(), target)
-            terms = self.model.auxiliary_losses()
             objective = loss + sum(terms.values()) if terms else loss
             (objective * weight / self.recipe.train.accumulate).backward()
         if syncing:

@@ -234,3 +234,14 @@ def test_npa_reads_an_item_differently_for_each_user():
     assert not torch.allclose(vectors[0], vectors[1])
     same = encoder({**one, "user": torch.tensor([2, 2])})
     torch.testing.assert_close(same[0], same[1])
+
+
+def test_tanr_always_names_its_term_in_training():
+    encoder = build("item_encoder", "tanr").train()
+    encoder(FEATURES)
+    (known,) = encoder.auxiliary_losses().values()
+    assert known > 0
+    encoder({**FEATURES, "category": torch.zeros(ITEMS, dtype=torch.long)})  # no item of known topic
+    assert encoder.auxiliary_losses() == {"topic": torch.tensor(0.0)}  # a zero term, so every rank has it
+    encoder.eval()(FEATURES)
+    assert encoder.auxiliary_losses() == {}

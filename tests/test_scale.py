@@ -92,11 +92,11 @@ def test_two_gloo_processes_reach_the_metrics_of_one_process(distributed_run, re
     assert {p.name for p in distributed_run.iterdir()} == {p.name for p in single.run.path.iterdir()}
 
 
-def first_epochs(registry, tmp_path: Path, overrides: list[str]) -> tuple[dict, dict]:
-    """The first epoch's record of the demo under 2 gloo processes and in one process, same overrides."""
-    torchrun("train", "demo", *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
+def first_epochs(registry, tmp_path: Path, overrides: list[str], recipe: str = "demo") -> tuple[dict, dict]:
+    """The first epoch's record of a recipe under 2 gloo processes and in one process, same overrides."""
+    torchrun("train", recipe, *sets(overrides), "--out", str(tmp_path / "ddp"), cwd=tmp_path)
     (run_dir,) = (tmp_path / "ddp").iterdir()
-    single = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "single").epochs
+    single = train(load_recipe(recipe, registry, overrides), runs_root=tmp_path / "single").epochs
     return epochs(run_dir)[0], single[0]
 
 
@@ -120,6 +120,19 @@ def test_a_multi_interest_model_under_two_processes_matches_one(registry, tmp_pa
     assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)
     assert multi["train_terms"]["disagreement"] == pytest.approx(single["train_terms"]["disagreement"], abs=1e-4)
     assert multi["dev"]["auc"] == pytest.approx(single["dev"]["auc"], abs=2e-3)
+
+
+def test_a_part_whose_parameters_only_an_auxiliary_loss_uses_trains_under_two_processes(registry, tmp_path):
+    """TANR's topic classifier feeds only its loss term: DDP must see it used (it once failed with 'Expected to
+    mark a variable ready only once'). Its term averages over each rank's distinct items, so the two runs agree
+    closely but not to rounding."""
+    overrides = [o for o in TINY if not o.startswith("model.")]
+    overrides += ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16", "model.item.dropout=0"]
+    overrides += ["model.user.query_dim=16", "train.epochs=1", "threads=1", "train.lr=0.005"]
+    multi, single = first_epochs(registry, tmp_path, overrides, recipe="demo-tanr")
+    assert multi["train_terms"]["topic"] > 0
+    assert multi["train_loss"] == pytest.approx(single["train_loss"], abs=5e-3)
+    assert multi["train_terms"]["topic"] == pytest.approx(single["train_terms"]["topic"], rel=0.05)
 
 
 def test_a_candidate_aware_model_under_two_processes_matches_one(registry, tmp_path):

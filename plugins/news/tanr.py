@@ -49,10 +49,12 @@ class TanrItemEncoder(nn.Module):
         self._terms = {}
         if self.training and self.classifier is not None:
             topics = features[self.topic]  # (items,) category index, 0 = unknown
-            known = topics > 0
-            if known.any():
-                loss = F.cross_entropy(self.classifier(vectors[known]).float(), topics[known])
-                self._terms = {"topic": self.weight * loss}
+            logits = self.classifier(vectors).float()
+            known = (topics > 0).float()
+            # the mean over the items of known topic; a batch without any gives an exact 0 (the same term name
+            # on every step and every rank)
+            losses = F.cross_entropy(logits, topics, reduction="none") * known
+            self._terms = {"topic": self.weight * losses.sum() / known.sum().clamp(min=1)}
         return vectors
 
     def auxiliary_losses(self) -> dict[str, torch.Tensor]:
