@@ -4,7 +4,8 @@ PyTorch's CPU kernels start one thread per core. When other jobs hold some of th
 laptop with a browser open), those threads wait on each other at every kernel's barrier and training slows down
 several times over: on 2 cores the demo trains at 1,733 samples/s with 2 threads on idle cores, but 457 with 2
 threads beside one busy process, against 1,250 with 1 thread (docs/benchmarks.md). So the default is the number
-of cores that are free when the run starts (measured over 0.2 s from /proc/stat), shared among the processes
+of this process's cores (its affinity, capped by a cgroup CPU quota) that are free when the run starts
+(measured over 0.2 s from /proc/stat), shared among the processes
 torchrun started on this machine. The recipe's `threads` (or `--threads`) fixes it; OMP_NUM_THREADS, when set, is
 honoured as a fixed choice too.
 
@@ -14,9 +15,11 @@ one order), `torch.use_deterministic_algorithms`, and on CUDA the cuBLAS workspa
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -38,33 +41,49 @@ class Execution:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which container limits and taskset narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: its CPU affinity (taskset, cpusets), capped by a cgroup CPU quota
+    (`docker --cpus`, Kubernetes limits) when there is one."""
+    cores = len(_affinity()) or os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def _affinity() -> set[int]:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 
 
 def busy_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
-    """How many cores other processes kept busy over the last `seconds` (Linux /proc/stat), or None elsewhere."""
+    """How many of this process's cores (its affinity) other processes kept busy over the last `seconds`, from
+    the per-CPU counters of /proc/stat (Linux); None elsewhere."""
 
-    def counters() -> tuple[int, int]:
+    def counters() -> dict[int, tuple[int, int]]:
+        found = {}
         with open("/proc/stat", encoding="ascii") as stat:
-            values = [int(v) for v in stat.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return sum(values[:8]), idle
+            for line in stat:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    values = [int(v) for v in fields]
+                    found[int(name[3:])] = (sum(values[:8]), values[3] + (values[4] if len(values) > 4 else 0))
+        return found
 
     try:
-        total_before, idle_before = counters()
+        before = counters()
         time.sleep(seconds)
-        total_after, idle_after = counters()
-        with open("/proc/stat", encoding="ascii") as stat:
-            cores = sum(1 for line in stat if line.startswith("cpu") and line[3].isdigit())
+        after = counters()
     except (OSError, ValueError, IndexError):
         return None
-    elapsed = total_after - total_before
-    if elapsed <= 0:
-        return None
-    return cores * (1 - (idle_after - idle_before) / elapsed)
+    mine = _affinity() or set(after)
+    busy = 0.0
+    for cpu in mine & set(before) & set(after):
+        total, idle = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
+        if total > 0:
+            busy += 1 - idle / total
+    return busy if mine & set(after) else None
 
 
 def choose_threads(requested: int | None, local_processes: int = 1) -> tuple[int, str]:
