@@ -192,10 +192,11 @@ class TrainedModel:
 
     def export(self, out: Path) -> dict[str, int]:
         """Item and user vectors as safetensors with their id maps, ready for an ANN index."""
-        out.mkdir(parents=True, exist_ok=True)
         users = sorted(self._latest)
+        user_vectors = self.user_vectors(users)  # first: a model without user vectors fails before writing anything
+        out.mkdir(parents=True, exist_ok=True)
         save_tensors(out / "items.safetensors", {"vectors": self.item_vectors[1:]})
-        save_tensors(out / "users.safetensors", {"vectors": self.user_vectors(users)})
+        save_tensors(out / "users.safetensors", {"vectors": user_vectors})
         write_json(out / "item_ids.json", self.data.item_ids[1:])
         write_json(out / "user_ids.json", [self.data.users[u] for u in users])
         write_json(
@@ -205,6 +206,7 @@ class TrainedModel:
                 "fingerprint": self.run.info["fingerprint"],
                 "score": self.resolved.data["model"]["predictor"]["name"],
                 "item_dim": int(self.item_vectors.shape[1]),
+                "vectors_per_user": int(user_vectors.shape[1]) if user_vectors.dim() == 3 else 1,  # K (MINER)
                 "items": self.data.num_items - 1,
                 "users": len(users),
                 "user_history": "each user's most recent history in the data (test, else dev, else train)",

@@ -122,6 +122,7 @@ def test_a_candidate_aware_model_recommends_through_its_user_encoder_and_cannot_
     torch.testing.assert_close(full, torch.tensor([r.score for r in recommendations]), rtol=1e-5, atol=1e-5)
     assert cli(["export", str(run_dir), str(tmp_path / "export")], registry) == 2
     assert "depend on the candidate" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "export").exists()  # refused before anything was written
 
 
 def test_a_user_conditioned_model_evaluates_but_refuses_to_rank_without_item_vectors(registry, tmp_path, capsys):
