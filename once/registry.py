@@ -20,7 +20,8 @@ from once.protocols import Register
 ENTRY_POINT_GROUP = "once"
 DISABLE_VARIABLE = "ONCE_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names, or "third-party"
 OWN_DISTRIBUTION = "once"
-REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # "package.module:Attribute", imported when built
+NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"  # dotted Python names
+REFERENCE = re.compile(f"{NAME}:{NAME}")  # "package.module:Attribute", imported when built
 
 
 

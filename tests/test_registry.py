@@ -174,6 +174,13 @@ def test_a_malformed_or_broken_reference_names_the_part():
 
     with pytest.raises(PluginError, match="registers predictor 'odd' as 'no colon here', which is not a reference"):
         load_registry(entry_points=False, plugins=[make_plugin("odd", "register_predictors", bad_syntax)])
+    for malformed in ("a..b:C", "a.b:C.", "a.b:"):
+
+        def dotted(register, reference=malformed):
+            register("odd", reference, load_registry().get("predictor", "dot").options)
+
+        with pytest.raises(PluginError, match="which is not a reference"):
+            load_registry(entry_points=False, plugins=[make_plugin("odd", "register_predictors", dotted)])
 
     def missing(register):
         register("ghost", "once_plugins.nowhere:Ghost", load_registry().get("predictor", "dot").options)

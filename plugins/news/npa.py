@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import masked_softmax, word_embedding
+from once.api import RecipeError, masked_softmax, word_embedding
 from once_plugins.news.parts import NpaItemOptions, NpaUserOptions
 
 
@@ -54,6 +54,9 @@ class NpaItemEncoder(nn.Module):
         vectors = context.word_vectors
         self.embedding = word_embedding(context.vocab_size, options.word_dim, vectors, "model.item.word_dim")
         self.dropout = nn.Dropout(options.dropout)
+        if options.window % 2 == 0:
+            raise RecipeError(f"the CNN window must be odd so that every word is centred, got {options.window}",
+                              where="model.item.window")
         self.conv = nn.Conv1d(options.word_dim, options.filters, options.window, padding=options.window // 2)
         self.query = PersonalizedQuery(context.num_users, options.user_dim, options.query_dim)
         self.attention = PersonalizedAttention(options.query_dim, options.filters)
