@@ -142,14 +142,11 @@ class Recommender(nn.Module):
         readers = None
         if self.user_conditioned:  # an item is encoded once per (reader, item) pair of the batch
             readers = torch.cat([users.repeat_interleave(length), users.repeat_interleave(candidates.shape[1])])
-        if self.unique_items:  # encode each distinct item of the batch once (padding included: once)
-            if readers is None:
-                unique, inverse = torch.unique(occurrences, return_inverse=True)
-                vectors = self.encode_items(unique)
-            else:
-                items = self.num_items
-                unique, inverse = torch.unique(readers * items + occurrences, return_inverse=True)
-                vectors = self.encode_items(unique % items, unique // items)
+        if self.unique_items:  # encode each distinct item (or reader and item) of the batch once, padding included
+            items = self.num_items
+            keys = occurrences if readers is None else readers * items + occurrences
+            unique, inverse = torch.unique(keys, return_inverse=True)
+            vectors = self.encode_items(unique % items, None if readers is None else unique // items)
         else:
             vectors = self.encode_items(occurrences, readers)
             inverse = torch.arange(len(occurrences), device=history.device)

@@ -203,8 +203,7 @@ class Trainer:
                 scores, terms = self.forward(batch["history"], batch["candidates"], batch["users"], with_terms=True)
             target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
             loss = F.cross_entropy(scores.float(), target)
-            objective = loss + sum(terms.values()) if terms else loss
-            (objective * weight / self.recipe.train.accumulate).backward()
+            ((loss + sum(terms.values())) * weight / self.recipe.train.accumulate).backward()
         if syncing:
             self._optimizer_step()
         return loss.item(), len(scores), {name: term.item() for name, term in terms.items()}

@@ -255,8 +255,8 @@ def test_bf16_training_runs_from_the_recipe(tiny, tmp_path, monkeypatch):
     calls: list[tuple[bool, bool, torch.dtype, torch.dtype]] = []
     encode_items = Recommender.encode_items
 
-    def encode_and_record(self, items):  # the real encoding, with the state it ran under recorded
-        vectors = encode_items(self, items)
+    def encode_and_record(self, items, users=None):  # the real encoding, with the state it ran under recorded
+        vectors = encode_items(self, items, users)
         state = torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
         calls.append((*state, vectors.dtype))
         return vectors
