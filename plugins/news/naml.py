@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from once.api import AdditiveAttention, ConvTextEncoder, RecipeError, word_embedding
-from once_plugins.news.parts import NamlItemOptions, NamlUserOptions
+from once_plugins.news.parts import NamlItemOptions
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,3 @@ class NamlItemEncoder(nn.Module):
             vectors.append(self.categories[view](values))
             present.append(values != 0)
         return self.view_attention(torch.stack(vectors, 1), torch.stack(present, 1))  # (items, filters)
-
-
-class AttentionUserEncoder(nn.Module):
-    """NAML's user: additive attention over the clicked items' vectors."""
-
-    def __init__(self, options: NamlUserOptions, context) -> None:
-        super().__init__()
-        self.pool = AdditiveAttention(context.item_dim, options.query_dim)
-        self.dim = context.item_dim
-
-    def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        return self.pool(history, mask)  # (batch, item_dim)

@@ -145,9 +145,9 @@ def register_item_encoders(register):
 @hookimpl
 def register_user_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsUserEncoder", NrmsUserOptions)
-    register("naml", "once_plugins.news.naml:AttentionUserEncoder", NamlUserOptions)
+    register("naml", "once_plugins.users.attention:AttentionUserEncoder", NamlUserOptions)
     register("lstur", "once_plugins.news.lstur:LsturUserEncoder", LsturUserOptions)
-    register("tanr", "once_plugins.news.naml:AttentionUserEncoder", TanrUserOptions)  # the same additive attention
+    register("tanr", "once_plugins.users.attention:AttentionUserEncoder", TanrUserOptions)
     register("fastformer", "once_plugins.news.fastformer:FastformerUserEncoder", FastformerUserOptions)
     register("miner", "once_plugins.news.miner:MinerUserEncoder", MinerUserOptions)
     register("caum", "once_plugins.news.caum:CaumUserEncoder", CaumUserOptions)

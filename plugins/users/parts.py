@@ -1,4 +1,5 @@
-"""The sequence user encoders of this package (GRU, Transformer): their recipe options and where each lives.
+"""The general user encoders of this package (attention pooling, GRU, Transformer): their recipe options and where
+each lives. Mean and max pooling are the baselines package's.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it. The models live one per file beside it.
@@ -9,6 +10,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from once.api import Options, hookimpl
+
+
+class AttentionUserOptions(Options):
+    query_dim: int = Field(200, ge=1, description="additive attention query size")
 
 
 class GruUserOptions(Options):
@@ -27,5 +32,6 @@ class TransformerUserOptions(Options):
 
 @hookimpl
 def register_user_encoders(register):
+    register("attention", "once_plugins.users.attention:AttentionUserEncoder", AttentionUserOptions)
     register("gru", "once_plugins.users.gru:GruUserEncoder", GruUserOptions)
     register("transformer", "once_plugins.users.transformer:TransformerUserEncoder", TransformerUserOptions)
