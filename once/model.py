@@ -174,6 +174,8 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
         item_features=data.features,
         item_clicks=item_clicks(data),
         tokenizer=data.tokenizer_state,
+        entities=data.entities,
+        entity_vectors=data.entity_vectors,
     )
     item_encoder = resolved.build("model", "item", context=context)
     context = replace(context, item_dim=item_encoder.dim)

@@ -60,6 +60,8 @@ class BuildContext:
     user_dim: int = 0  # output size of the user encoder (set for the predictor)
     user_vectors: int = 1  # vectors per user: K for a multi-interest user encoder (set for the predictor)
     candidate_aware_users: bool = False  # the user encoder gives one vector per candidate (set for the predictor)
+    entities: int = 0  # entity ids of the `<field>_entities` features (recipe items.entities), 0 = no entity
+    entity_vectors: torch.Tensor | None = None  # (entities, dim) pretrained entity vectors, when the dataset has them
 
     def require_text(self, field: str, key: str = "model.item.field") -> str:
         """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
@@ -70,6 +72,17 @@ class BuildContext:
                 hint=f"Tokenized fields (recipe items.text): {', '.join(self.text_lengths)}.",
             )
         return field
+
+    def require_entities(self, field: str, key: str = "model.item.field") -> str:
+        """The feature holding `field`'s token-aligned entities; an error naming the recipe key when it is missing."""
+        feature = f"{self.require_text(field, key)}_entities"
+        if feature not in self.item_features:
+            raise RecipeError(
+                f"this model reads the entities linked in '{field}', which the recipe does not ask for",
+                where="items.entities",
+                hint=f"Add items.entities: [{field}] (the dataset must link entities in it, as MIND's news.tsv does).",
+            )
+        return feature
 
 
 @dataclass(frozen=True)

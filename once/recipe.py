@@ -28,6 +28,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from once.errors import PluginError, RecipeError, closest
@@ -93,6 +94,21 @@ class ItemsSection(Strict):
         default_factory=dict,
         description="new text fields written from other fields, e.g. prompt: 'news article: {title} ({category})'",
     )
+    entities: list[str] = Field(
+        default_factory=list,
+        description="text fields whose linked entities become the feature '<field>_entities', aligned with the "
+        "field's tokens (DKN; MIND's title and abstract entities)",
+    )
+
+    @model_validator(mode="after")
+    def _entities_name_text_fields(self) -> ItemsSection:
+        for field in self.entities:
+            if field not in self.text:
+                raise ValueError(
+                    f"items.entities names '{field}', which items.text does not tokenize: entities are aligned with "
+                    f"a text field's tokens (items.text: {', '.join(self.text)})"
+                )
+        return self
 
 
 class BackendSection(Strict):

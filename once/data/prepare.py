@@ -26,7 +26,7 @@ from once.protocols import Tokenizer
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 
 
 @dataclass
@@ -68,6 +68,8 @@ class PreparedData:
     word_vectors: torch.Tensor | None
     notes: list[str]
     user_profiles: torch.Tensor | None = None  # (users, tokens): GENRE profile tokens per user, when merged
+    entities: int = 0  # entity ids of the `<field>_entities` features, 0 (no entity) included
+    entity_vectors: torch.Tensor | None = None  # (entities, dim): the dataset's pretrained entity vectors
 
     @property
     def num_items(self) -> int:
@@ -147,6 +149,7 @@ def _write(
     identity: dict,
 ) -> None:
     text, categories, templates = items_section.text, items_section.categories, items_section.templates
+    linked = items_section.entities
     items = corpus.items
     for name, template in templates.items():
         items.text[name] = _fill_template(items, name, template)
@@ -184,7 +187,10 @@ def _write(
         index = {v: i for i, v in enumerate(vocab)}
         features[field] = torch.tensor([index.get(v, 0) for v in values], dtype=torch.int32)
         category_vocab[field] = vocab
+    entity_ids = _entity_features(features, items, linked, tokenizer, text) if linked else []
     save_file(features, str(folder / "items.safetensors"))
+    if linked and items.entity_vectors:
+        save_file({"vectors": _entity_matrix(entity_ids, items.entity_vectors)}, str(folder / "entities.safetensors"))
     vectors = tokenizer.word_vectors()
     if vectors is not None:
         save_file({"vectors": vectors.contiguous()}, str(folder / "vectors.safetensors"))
@@ -209,9 +215,71 @@ def _write(
             "vocab_size": tokenizer.vocab_size,
             "special_ids": list(tokenizer.special_ids),
             "tokenizer": tokenizer.state(),
+            "entity_ids": entity_ids,
             "notes": corpus.notes,
         },
     )
+
+
+def _entity_features(
+    features: dict[str, torch.Tensor], items: Items, fields: list[str], tokenizer: Tokenizer, text: dict[str, int]
+) -> list[str]:
+    """Add `<field>_entities` (items, tokens) for each field: at every token of an entity's surface form, that
+    entity's index (0: no entity). Returns the entity ids, "" (index 0) first.
+
+    An entity is kept when a training item links it or the dataset has a vector for it; the others read as no
+    entity, as an unseen word reads as unknown. A surface form is found in the field's tokens by tokenizing it
+    alone; the first occurrence not yet taken is marked (a form the truncated text lacks marks nothing)."""
+    for field in fields:
+        if not any(items.entities.get(field, [])):
+            raise DataError(
+                f"recipe items.entities names '{field}', but no item of this dataset links an entity in it",
+                hint=f"Fields with entities here: {', '.join(f for f, v in items.entities.items() if any(v)) or 'none'}"
+                ". MIND's news.tsv links entities in the title and abstract.",
+            )
+    kept = {e for e in items.entity_vectors}
+    for field in fields:
+        kept.update(entity for row in np.flatnonzero(items.in_train) for entity, _ in items.entities[field][row])
+    entity_ids = ["", *sorted(kept)]
+    index = {entity: i for i, entity in enumerate(entity_ids)}
+    specials = set(tokenizer.special_ids)
+    for field in fields:
+        tokens = features[field]
+        aligned = torch.zeros_like(tokens)
+        for row, mentions in tracked(enumerate(items.entities[field]), len(items.ids), f"aligning {field} entities"):
+            row_tokens = tokens[row].tolist()
+            for entity, surface in mentions:
+                if entity not in index:
+                    continue
+                form = tokenizer.encode(surface, text[field])
+                while form and form[0] in specials:  # a subword tokenizer's [CLS] ... [SEP]
+                    form = form[1:]
+                while form and form[-1] in specials:
+                    form = form[:-1]
+                _mark(row_tokens, aligned[row], form, index[entity])
+        features[f"{field}_entities"] = aligned
+    return entity_ids
+
+
+def _mark(tokens: list[int], aligned: torch.Tensor, form: list[int], entity: int) -> None:
+    """Mark the first run of `form` in `tokens` that no entity has taken yet."""
+    width = len(form)
+    for start in range(len(tokens) - width + 1 if width else 0):
+        if tokens[start : start + width] == form and not aligned[start : start + width].any():
+            aligned[start : start + width] = entity
+            return
+
+
+def _entity_matrix(entity_ids: list[str], vectors: dict[str, np.ndarray]) -> torch.Tensor:
+    """(entities, dim) pretrained vectors; row 0 (no entity) is zero, an entity without a vector gets a small
+    random row (seeded), as a word missing from the word vectors does."""
+    dim = len(next(iter(vectors.values())))
+    matrix = torch.randn(len(entity_ids), dim, generator=torch.Generator().manual_seed(0)) * 0.1
+    matrix[0] = 0
+    for row, entity in enumerate(entity_ids[1:], 1):
+        if entity in vectors:
+            matrix[row] = torch.from_numpy(vectors[entity])
+    return matrix
 
 
 def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, description: str) -> torch.Tensor:
@@ -244,6 +312,7 @@ def _read(folder: Path, key: str) -> PreparedData:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
     features = {k: v.long() for k, v in load_file(str(folder / "items.safetensors")).items()}
     vectors_file = folder / "vectors.safetensors"
+    entities_file = folder / "entities.safetensors"
     profiles_file = folder / "users.safetensors"
     splits = {}
     for name, impression_ids in meta["impression_ids"].items():
@@ -275,4 +344,6 @@ def _read(folder: Path, key: str) -> PreparedData:
         word_vectors=load_file(str(vectors_file))["vectors"] if vectors_file.exists() else None,
         notes=meta["notes"],
         user_profiles=load_file(str(profiles_file))["profiles"].long() if profiles_file.exists() else None,
+        entities=len(meta["entity_ids"]),
+        entity_vectors=load_file(str(entities_file))["vectors"] if entities_file.exists() else None,
     )

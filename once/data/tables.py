@@ -64,6 +64,10 @@ class Items:
     text: dict[str, list[str]]  # e.g. title, abstract
     categories: dict[str, list[str]]  # e.g. category, subcategory
     in_train: np.ndarray  # bool per item: listed in the training split (the tokenizer's vocabulary comes from these)
+    # text field -> per item, the entities linked in that text as (entity id, surface form) pairs (MIND's
+    # title/abstract entities); a recipe's items.entities turns them into token-aligned entity ids
+    entities: dict[str, list[list[tuple[str, str]]]] = field(default_factory=dict)
+    entity_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # entity id -> pretrained vector (TransE)
 
 
 @dataclass

@@ -1,8 +1,14 @@
-"""The MIND reader: a folder with train/, dev/ and optional test/ splits of news.tsv + behaviors.tsv."""
+"""The MIND reader: a folder with train/, dev/ and optional test/ splits of news.tsv + behaviors.tsv.
+
+The news files' entity columns (entities linked in the title and abstract, with their Wikidata ids and surface
+forms) are kept, and the entity vectors of each split's `entity_embedding.vec` (TransE, 100 numbers per entity)
+when the file is there; a recipe uses them through `items.entities` (DKN).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -14,6 +20,7 @@ from once_plugins.datasets.parts import MindOptions
 log = logging.getLogger(__name__)
 
 NEWS_COLUMNS = ("id", "category", "subcategory", "title", "abstract", "url", "title entities", "abstract entities")
+ENTITY_VECTORS = "entity_embedding.vec"
 BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions")
 
 
@@ -45,7 +52,7 @@ class MindDataset:
         """Split, file name, size and modification time of every file: cheap even for MIND-large's gigabytes."""
         digest = hashlib.sha256(self.unknown_items.encode())
         for split, folder in split_folders(self.root).items():
-            for name in ("news.tsv", "behaviors.tsv"):
+            for name in ("news.tsv", "behaviors.tsv", ENTITY_VECTORS):
                 path = folder / name
                 stat = path.stat() if path.exists() else None
                 digest.update(f"{split}/{name}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
@@ -60,9 +67,13 @@ def read_mind(root: Path, unknown_items: str = "error") -> Corpus:
     ids, in_train = [""], [False]
     text: dict[str, list[str]] = {"title": [""], "abstract": [""]}
     categories: dict[str, list[str]] = {"category": [""], "subcategory": [""]}
+    entities: dict[str, list[list[tuple[str, str]]]] = {"title": [[]], "abstract": [[]]}
+    vectors: dict[str, np.ndarray] = {}
     index: dict[str, int] = {}
     for split, folder in folders.items():
-        for item, row in read_news(folder / "news.tsv"):
+        if (folder / ENTITY_VECTORS).is_file():
+            vectors.update(read_entity_vectors(folder / ENTITY_VECTORS))
+        for item, row, linked in read_news(folder / "news.tsv"):
             if item in index:
                 in_train[index[item]] |= split == "train"
                 continue
@@ -72,8 +83,10 @@ def read_mind(root: Path, unknown_items: str = "error") -> Corpus:
             categories["subcategory"].append(row[2])
             text["title"].append(row[3])
             text["abstract"].append(row[4])
+            entities["title"].append(linked[0])
+            entities["abstract"].append(linked[1])
             in_train.append(split == "train")
-    items = Items(ids, text, categories, np.array(in_train))
+    items = Items(ids, text, categories, np.array(in_train), entities, vectors)
     notes = []
     splits = {}
     for split, folder in folders.items():
@@ -105,7 +118,7 @@ def _lines(path: Path):
 
 
 def read_news(path: Path):
-    """(news id, columns) per line of a MIND news.tsv."""
+    """(news id, columns, (title entities, abstract entities)) per line of a MIND news.tsv."""
     for number, line in _lines(path):
         row = line.split("\t")
         if len(row) != len(NEWS_COLUMNS):
@@ -115,7 +128,44 @@ def read_news(path: Path):
             )
         if not row[0]:
             raise DataError("empty news id in column 1", where=f"{path}:{number}")
-        yield row[0], row
+        linked = tuple(_entities(row[column], f"{path}:{number}", column + 1) for column in (6, 7))
+        yield row[0], row, linked
+
+
+def _entities(cell: str, where: str, column: int) -> list[tuple[str, str]]:
+    """The (Wikidata id, surface form) pairs of one entity column: a JSON list of objects, as MIND writes them."""
+    if cell in ("", "[]"):
+        return []
+    try:
+        records = json.loads(cell)
+        return [(str(r["WikidataId"]), str(surface)) for r in records for surface in r.get("SurfaceForms", [])]
+    except (ValueError, TypeError, KeyError) as error:
+        raise DataError(
+            f"column {column} ({NEWS_COLUMNS[column - 1]}) is not a JSON list of entities with a WikidataId "
+            f"and SurfaceForms ({type(error).__name__}: {error})",
+            where=where,
+            hint='MIND writes e.g. [{"WikidataId": "Q42", "SurfaceForms": ["Douglas Adams"], ...}], or [] for none.',
+        ) from None
+
+
+def read_entity_vectors(path: Path) -> dict[str, np.ndarray]:
+    """Entity id -> vector from an entity_embedding.vec (an id, then its numbers, tab- or space-separated)."""
+    vectors: dict[str, np.ndarray] = {}
+    dim = None
+    for number, line in _lines(path):
+        entity, *values = line.split()
+        try:
+            vector = np.array(values, dtype=np.float32)
+        except ValueError:
+            raise DataError("expected an entity id followed by numbers", where=f"{path}:{number}") from None
+        if dim is None:
+            dim = len(vector)
+        if not dim or len(vector) != dim:
+            raise DataError(
+                f"expected {dim or 'some'} numbers after the entity id, found {len(vector)}", where=f"{path}:{number}"
+            )
+        vectors[entity] = vector
+    return vectors
 
 
 def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tuple[Impressions, int]:
