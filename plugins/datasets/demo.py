@@ -1,7 +1,9 @@
 """The embedded demo: a deterministic synthetic corpus in MIND format, generated on first use.
 
 Items have topical titles and categories; users prefer a few topics and click mostly within them, so a
-content-based recommender has real signal to learn. `once data demo OUT` writes the files.
+content-based recommender has real signal to learn. Each topic word of a title is linked to an entity (MIND's
+title entities column), and entity_embedding.vec gives every entity a vector near its topic's, as TransE
+vectors of related entities lie near each other. `once data demo OUT` writes the files.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from once.api import Corpus, building, cache_root
 from once_plugins.datasets.mind import read_mind
 from once_plugins.datasets.parts import DemoOptions
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+ENTITY_DIM = 100  # as MIND's entity_embedding.vec
 TOPICS: dict[str, list[str]] = {
     "sports": [
         "match",
@@ -230,6 +233,39 @@ def _words(rng: random.Random, topic: str, count: int) -> str:
     return " ".join(words).capitalize()
 
 
+def _entity_ids() -> dict[str, str]:
+    """Topic word -> its (made-up) Wikidata-style entity id."""
+    words = sorted(word for words in TOPICS.values() for word in words)
+    return {word: f"Q{1000 + i}" for i, word in enumerate(words)}
+
+
+def _linked_entities(title: str, entity_of: dict[str, str]) -> str:
+    """The title entities column: each topic word of the title, with its offset, as MIND writes it."""
+    records, offset = [], 0
+    for word in title.split(" "):
+        entity = entity_of.get(word.lower())
+        if entity:
+            records.append(
+                {"Label": word.lower(), "Type": "C", "WikidataId": entity, "Confidence": 1.0,
+                 "OccurrenceOffsets": [offset], "SurfaceForms": [word]}
+            )
+        offset += len(word) + 1
+    return json.dumps(records)
+
+
+def _entity_vectors(seed: int, entity_of: dict[str, str]) -> str:
+    """entity_embedding.vec: each entity's vector is its topic's centre plus noise (its own random stream, so the
+    corpus itself does not change with it)."""
+    rng = random.Random(seed + 1)
+    centres = {topic: [rng.gauss(0, 1) for _ in range(ENTITY_DIM)] for topic in sorted(TOPICS)}
+    lines = []
+    for topic, words in sorted(TOPICS.items()):
+        for word in words:
+            values = (c + rng.gauss(0, 0.5) for c in centres[topic])
+            lines.append(entity_of[word] + "\t" + "\t".join(f"{v:.6f}" for v in values) + "\n")
+    return "".join(lines)
+
+
 def _history_item(rng: random.Random, by_topic: dict[str, list[int]], liked: set[str], items: int) -> int:
     """Mostly an item of a liked topic, sometimes any item (also when a tiny corpus lacks the topic)."""
     if rng.random() < 0.85:
@@ -243,13 +279,14 @@ def write_demo(out: Path, options: DemoOptions) -> None:
     """Write train/, dev/ and test/ (news.tsv + behaviors.tsv) under `out`."""
     rng = random.Random(options.seed)
     topics = sorted(TOPICS)
+    entity_of = _entity_ids()
     news, topic_of = [], []
     for i in range(options.items):
         topic = rng.choice(topics)
         sub = f"{topic}-{rng.randint(1, 3)}"
         title = _words(rng, topic, rng.randint(6, 10))
         abstract = _words(rng, topic, rng.randint(14, 24)) + "."
-        news.append(f"D{i + 1}\t{topic}\t{sub}\t{title}\t{abstract}\t\t[]\t[]\n")
+        news.append(f"D{i + 1}\t{topic}\t{sub}\t{title}\t{abstract}\t\t{_linked_entities(title, entity_of)}\t[]\n")
         topic_of.append(topic)
     by_topic = {t: [i for i, x in enumerate(topic_of) if x == t] for t in topics}
     rows: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
@@ -280,3 +317,4 @@ def write_demo(out: Path, options: DemoOptions) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "news.tsv").write_text("".join(news), encoding="utf8")
         (folder / "behaviors.tsv").write_text("".join(lines), encoding="utf8")
+        (folder / "entity_embedding.vec").write_text(_entity_vectors(options.seed, entity_of), encoding="utf8")
