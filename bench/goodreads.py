@@ -1,4 +1,4 @@
-"""The news models (NAML, NRMS, LSTUR, TANR, Fastformer, NPA, MINER, CAUM) against three baselines on Goodreads-MIND.
+"""The news models (NAML, NRMS, LSTUR, TANR, Fastformer, NPA, MINER, CAUM, DKN) against baselines on Goodreads-MIND.
 
     python bench/goodreads.py [--users 5000] [--epochs 3] [--write docs/benchmarks.md]
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ("naml", "nrms", "lstur", "tanr", "fastformer", "npa", "miner", "caum")
+MODELS = ("naml", "nrms", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dkn")
 BASELINES = ("random", "popularity", "overlap")
 DEFAULT_BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "goodreads_to_mind.py"
 

@@ -20,9 +20,11 @@ TITLES = torch.tensor(
     [[0, 0, 0, 0], [5, 9, 3, 0], [7, 1, 0, 0], [4, 4, 8, 2], [6, 3, 0, 0], [2, 11, 1, 0]]
 )  # 1: unknown
 ABSTRACTS = torch.tensor([[0, 0, 0], [12, 13, 14], [0, 0, 0], [15, 0, 0], [16, 17, 0], [0, 0, 0]])
+TITLE_ENTITIES = torch.tensor([[0, 0, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [2, 2, 0, 0], [0, 0, 1, 0]])
 FEATURES = {
     "item": torch.arange(ITEMS),
     "title": TITLES,
+    "title_entities": TITLE_ENTITIES,
     "abstract": ABSTRACTS,
     "category": torch.tensor([0, 1, 2, 1, 3, 2]),
     "subcategory": torch.tensor([0, 1, 2, 3, 4, 0]),
@@ -34,7 +36,9 @@ CONTEXT = BuildContext(
     text_lengths={"title": 4, "abstract": 3},
     category_sizes={"category": 4, "subcategory": 5},
     num_users=3,
-    item_features={"title": TITLES, "abstract": ABSTRACTS},
+    item_features={"title": TITLES, "abstract": ABSTRACTS, "title_entities": TITLE_ENTITIES},
+    entities=3,
+    entity_vectors=torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [-1.0, 0.5, 0.0]]),
     item_clicks=torch.tensor([0.0, 3, 1, 0, 7, 2]),
     tokenizer={},
     item_dim=32,
@@ -61,7 +65,7 @@ def test_item_encoders_ignore_padding_tokens(name):
     features = dict(FEATURES)
     if getattr(encoder, "user_conditioned", False):  # NPA reads the user of each item occurrence
         features["user"] = torch.tensor([0, 1, 2, 1, 0, 2])
-    padded = {k: F.pad(v, (0, 5)) if k in CONTEXT.text_lengths else v for k, v in features.items()}
+    padded = {k: F.pad(v, (0, 5)) if v.dim() == 2 else v for k, v in features.items()}  # every per-token feature
     vectors = encoder(features)
     assert vectors.shape == (ITEMS, encoder.dim)
     assert torch.isfinite(vectors).all()

@@ -173,6 +173,7 @@ SMALL_DEMO = [o for o in TINY if not o.startswith("model.")]
         ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.71),  # 0.745
         ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.70),
         ("demo-npa", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.66),  # 0.688
+        ("demo-dkn", ["model.item.word_dim=32", "model.item.filters=16", "model.user.attention_dim=16"], 0.78),  # 0.815
     ],
 )
 def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, registry):

@@ -15,7 +15,8 @@ Sizes follow the authors' code: every layer at the item vector's size (400 there
 sizes (item size, 256), dropout 0.2.
 
 Deviations: the authors' news encoder also reads title entities and the category; the built-in recipes pair
-CAUM with the NRMS title encoder (entities need the item side features planned with DKN). At the history's
+CAUM with the NRMS title encoder (Goodreads links no entities; on MIND, `items.entities` and the `dkn` item
+encoder carry them, as DKN does). At the history's
 borders the CNN sees zeros where the authors' code wraps around to the other end.
 """
 

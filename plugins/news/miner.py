@@ -12,10 +12,11 @@ K = 32 context codes of 200 dimensions, as in the paper; the regulariser's weigh
 reference implementations' default.
 
 Deviation: the paper also biases the poly attention by the category similarity between each clicked item and
-the candidates ("category-aware attention weighting"). That makes the user vectors depend on the candidates,
-which ONCE's user-encoder contract does not yet allow (a candidate-aware user contract is planned with CAUM and
-DKN), so it is left out here. The paper's news encoder is a BERT; the built-in recipes pair MINER with the NRMS
-word-level encoder (any item encoder works, `bert` included).
+the candidates ("category-aware attention weighting"). That needs each click's and each candidate's category
+inside the user encoder, and K vectors per user per candidate; ONCE's user-encoder contract passes item vectors,
+not item features, and keeps multi-vector and candidate-aware users apart, so the weighting is left out here.
+The paper's news encoder is a BERT; the built-in recipes pair MINER with the NRMS word-level encoder (any item
+encoder works, `bert` included).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM, NPA): their recipe options
+"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM, NPA, DKN): their recipe options
 and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
@@ -132,6 +132,25 @@ class NpaUserOptions(Options):
     query_dim: int = Field(200, ge=1, description="size of the personalized news query")
 
 
+class DknItemOptions(Options):
+    field: str = Field("title", description="the tokenized text field; its entities come from items.entities")
+    entities: bool = Field(True, description="read the field's linked entities; false: words only (an ablation)")
+    word_dim: int = Field(100, ge=1, description="word embedding size (must match tokenizer.vectors if given)")
+    entity_dim: int = Field(100, ge=1, description="entity embedding size when the dataset has no entity vectors")
+    tune_entities: bool = Field(False, description="also train the dataset's pretrained entity vectors")
+    windows: list[int] = Field(default_factory=lambda: [1, 2, 3, 4], min_length=1, description="CNN window sizes")
+    filters: int = Field(100, ge=1, description="filters per window; the item vector has filters x windows")
+    dropout: float = Field(0.0, ge=0, lt=1, description="on the item vector")
+
+
+class DknUserOptions(Options):
+    attention_dim: int = Field(100, ge=1, description="hidden layer of the attention network over [click; candidate]")
+
+
+class DknPredictorOptions(Options):
+    hidden: list[int] = Field(default_factory=lambda: [100], description="hidden layers of the click network G")
+
+
 @hookimpl
 def register_item_encoders(register):
     register("nrms", "once_plugins.news.nrms:NrmsItemEncoder", NrmsItemOptions)
@@ -140,6 +159,7 @@ def register_item_encoders(register):
     register("tanr", "once_plugins.news.tanr:TanrItemEncoder", TanrItemOptions)
     register("fastformer", "once_plugins.news.fastformer:FastformerItemEncoder", FastformerItemOptions)
     register("npa", "once_plugins.news.npa:NpaItemEncoder", NpaItemOptions)
+    register("dkn", "once_plugins.news.dkn:DknItemEncoder", DknItemOptions)
 
 
 @hookimpl
@@ -152,8 +172,10 @@ def register_user_encoders(register):
     register("miner", "once_plugins.news.miner:MinerUserEncoder", MinerUserOptions)
     register("caum", "once_plugins.news.caum:CaumUserEncoder", CaumUserOptions)
     register("npa", "once_plugins.news.npa:NpaUserEncoder", NpaUserOptions)
+    register("dkn", "once_plugins.news.dkn:DknUserEncoder", DknUserOptions)
 
 
 @hookimpl
 def register_predictors(register):
     register("miner", "once_plugins.news.miner:MinerPredictor", MinerPredictorOptions)
+    register("dkn", "once_plugins.news.dkn:DknPredictor", DknPredictorOptions)
