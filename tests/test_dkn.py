@@ -62,3 +62,24 @@ def test_the_dkn_user_weighs_clicks_by_the_candidate_and_the_predictor_scores_pa
     torch.testing.assert_close(single[:, 0], scores[:, 0])
     with pytest.raises(RecipeError, match="several per user"):
         predictor_part.load()(predictor_part.options(), dkn_context(item_dim=6, user_dim=6, user_vectors=4))
+
+
+def test_the_mind_recipe_trains_on_linked_entities_and_their_vectors(tmp_path, registry):
+    """mind-dkn end to end on a MIND folder in the official schema: entity columns and entity_embedding.vec."""
+    from test_entities import write
+
+    from once.checkpoint import load_model
+    from once.train import train
+
+    root = write(tmp_path / "mind", {"Q1": [0.5, -1.0, 0.25], "Q3": [2.0, 0.25, -0.5]})
+    sizes = ["model.item.filters=4", "model.item.word_dim=8"]
+    overrides = [f"dataset.path={root}", "device=cpu", "train.epochs=1", *sizes]
+    resolved = load_recipe("mind-dkn", registry, overrides)
+    result = train(resolved, runs_root=tmp_path / "runs")
+    assert result.epochs[0]["train_loss"] > 0
+    data = load_data(resolved)
+    model = build_recommender(resolved, data)
+    load_model(result.run.path / "best.safetensors", model)
+    entities = model.item_encoder.entities.weight  # none, Q1-Q4 (linked in training items), Q9
+    assert entities.shape == (6, 3)
+    torch.testing.assert_close(entities[[1, 3]], torch.tensor([[0.5, -1.0, 0.25], [2.0, 0.25, -0.5]]))  # frozen
