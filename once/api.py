@@ -29,10 +29,13 @@ from once.protocols import (
     CachingEncoder,
     Dataset,
     ItemEncoder,
+    Metric,
+    MetricContext,
     Options,
     Predictor,
     Register,
     SchemeContext,
+    ScoredSplit,
     Tokenizer,
     UserEncoder,
 )
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
     from once.genre.merge import profile_text
     from once.genre.runner import MalformedAnswer, Request
+    from once.metrics import auc, head_items, mrr, ndcg
     from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, masked_softmax, word_embedding
     from once.states import StateCache
 
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
 LAZY = {
     **dict.fromkeys(("SPLITS", "UNLABELED", "Corpus", "Impressions", "Items", "Ragged"), "once.data.tables"),
     "profile_text": "once.genre.merge",
+    **dict.fromkeys(("auc", "head_items", "mrr", "ndcg"), "once.metrics"),
     **dict.fromkeys(("MalformedAnswer", "Request"), "once.genre.runner"),
     **dict.fromkeys(
         ("AdditiveAttention", "ConvTextEncoder", "MultiHeadSelfAttention", "masked_softmax", "word_embedding"),
@@ -84,6 +89,8 @@ __all__ = [
     "Items",
     "Kind",
     "MalformedAnswer",
+    "Metric",
+    "MetricContext",
     "MultiHeadSelfAttention",
     "OnceError",
     "Options",
@@ -94,13 +101,18 @@ __all__ = [
     "Register",
     "Request",
     "SchemeContext",
+    "ScoredSplit",
     "StateCache",
     "Tokenizer",
     "UserEncoder",
+    "auc",
     "building",
     "cache_root",
+    "head_items",
     "hookimpl",
     "masked_softmax",
+    "mrr",
+    "ndcg",
     "profile_text",
     "progress_bar",
     "quiet_transformers",

@@ -96,7 +96,7 @@ def _snippet(part: Part, defaults: dict[str, Any]) -> str:
     text = kind.snippet(part.name)
     if not defaults:
         return text
-    indent = " " * (2 * (len(kind.recipe_key) if kind.recipe_key else 3))
+    indent = " " * (2 * kind.depth)
     body = yaml.safe_dump(defaults, sort_keys=False, default_flow_style=False).splitlines()
     return text + "".join(f"{indent}{line}\n" for line in body)
 

@@ -19,15 +19,21 @@ class Kind:
     recipe_key: tuple[str, ...] | None  # the recipe section naming one part of this kind; None: named elsewhere
     protocol: type  # what the implementation returns (once.protocols)
     summary: str  # one line, for the hook's docstring and `once plugins`
+    elsewhere: str = ""  # recipe_key None: the fragment naming a part, "{name}" filled in, options 3 levels deep
 
     @property
     def label(self) -> str:
         return self.name.replace("_", " ")
 
+    @property
+    def depth(self) -> int:
+        """How deep a part's options sit in its recipe fragment."""
+        return len(self.recipe_key) if self.recipe_key else 3
+
     def snippet(self, name: str) -> str:
         """A recipe fragment that uses the part `name` of this kind."""
         if self.recipe_key is None:
-            return f"genre:\n  schemes:\n    {name}:\n      name: {name}\n"
+            return self.elsewhere.format(name=name)
         lines, indent = [], ""
         for key in self.recipe_key:
             lines.append(f"{indent}{key}:")
@@ -41,6 +47,13 @@ KINDS: tuple[Kind, ...] = (
     Kind("item_encoder", "register_item_encoders", ("model", "item"), protocols.ItemEncoder, "item -> vector"),
     Kind("user_encoder", "register_user_encoders", ("model", "user"), protocols.UserEncoder, "history -> vector"),
     Kind("predictor", "register_predictors", ("model", "predictor"), protocols.Predictor, "user, candidates -> scores"),
-    Kind("augmenter", "register_augmenters", None, protocols.Augmenter, "GENRE prompt schemes (genre.schemes)"),
+    Kind(
+        "augmenter", "register_augmenters", None, protocols.Augmenter, "GENRE prompt schemes (genre.schemes)",
+        "genre:\n  schemes:\n    {name}:\n      name: {name}\n",
+    ),
+    Kind(
+        "metric", "register_metrics", None, protocols.Metric, "scored impressions -> a number (eval.metrics)",
+        "eval:\n  metrics:\n    - name: {name}\n",
+    ),
 )
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

@@ -63,3 +63,14 @@ def mind_metrics(labels: Iterable[np.ndarray], scores: Iterable[np.ndarray]) -> 
             totals[name] += value
             counts[name] += 1
     return {name: totals[name] / counts[name] if counts[name] else float("nan") for name in METRICS}
+
+
+def head_items(clicks: np.ndarray, share: float) -> np.ndarray:
+    """(items,) True for the head: the smallest set of most-clicked items holding `share` of all clicks (none
+    when nothing was clicked); the rest, never-clicked items included, is the long tail."""
+    clicks = np.asarray(clicks, dtype=np.float64)
+    head = np.zeros(len(clicks), bool)
+    if clicks.sum() > 0:
+        order = np.argsort(-clicks, kind="stable")
+        head[order[: int(np.searchsorted(np.cumsum(clicks[order]), share * clicks.sum())) + 1]] = True
+    return head

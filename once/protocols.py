@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from once.errors import RecipeError
 
 if TYPE_CHECKING:  # annotations only: importing the contracts must not import torch
+    import numpy as np
     import torch
 
     from once.data.tables import Corpus
@@ -178,6 +179,60 @@ class Augmenter(Protocol):
 
     def parse(self, answer: str, context: dict[str, Any]) -> Any:
         """The answer's value (JSON-able), or `once.api.MalformedAnswer`; `context` is the request's."""
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What a metric is built with: the recipe's top-k cut-offs and the item category fields the data has."""
+
+    k: tuple[int, ...]  # eval.k
+    categories: tuple[str, ...]  # category fields of the prepared items (empty when there are none)
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """What evaluation holds for a scored split, as numpy arrays; items are numbered as the engine numbers them.
+
+    Per impression i: `labels[i]` (1 = clicked) and `scores[i]` over `candidates[i]` (item indices), and
+    `histories[i]`, the items clicked before (no padding). Per item: `item_clicks` (training clicks, the
+    popularity), `item_categories[field]` (category ids, 0 = none), `item_vectors` ((items, dim), or None when
+    no metric asked for them or the model gives items no vector of their own, as NPA's).
+    """
+
+    labels: list[np.ndarray]
+    scores: list[np.ndarray]
+    candidates: list[np.ndarray]
+    histories: list[np.ndarray]
+    item_clicks: np.ndarray
+    item_categories: dict[str, np.ndarray]
+    item_vectors: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def top(self, row: int, k: int) -> np.ndarray:
+        """The k best-scored candidates of impression `row`, best first (ties: candidate order)."""
+        import numpy as np
+
+        return self.candidates[row][np.argsort(-self.scores[row], kind="stable")[:k]]
+
+
+class Metric(Protocol):
+    """An evaluation metric, built as `implementation(options, MetricContext)`; a recipe lists it in eval.metrics.
+
+    `columns` names what it reports (`ndcg@5`, `ndcg@10`: one per cut-off in eval.k where it has one).
+    Called as `metric(split, rows)` for the impressions `rows` (indices into the `ScoredSplit`), it returns one
+    entry per column: with `per_impression = True`, an array of one value per row (NaN where the metric is not
+    defined, as AUC for an impression without a non-click), which the engine averages over the rows where it is
+    defined; otherwise one number for the rows together (global AUC, catalogue coverage). Bootstrap intervals
+    resample the rows. `needs_vectors = True` asks the engine to fill `ScoredSplit.item_vectors`.
+    """
+
+    columns: tuple[str, ...]
+    per_impression: bool
+    needs_vectors: bool
+
+    def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, Any]: ...
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -189,6 +190,24 @@ class TrainSection(Strict):
 
 class EvalSection(Strict):
     batch_size: int = Field(256, ge=1)
+    metrics: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["auc", "mrr", "ndcg"],
+        description="metrics of the test split and `once compare`: a name or {name: ..., options} each"
+        " (`once plugins --kind metric`); dev epochs always report auc, mrr, ndcg@5 and ndcg@10",
+    )
+    k: list[int] = Field(default_factory=lambda: [5, 10], min_length=1, description="top-k cut-offs")
+    history_bins: list[int] = Field(
+        default_factory=lambda: [5, 10, 20],
+        min_length=1,
+        description="user groups by clicked items before an impression: at most 5, 6 to 10, 11 to 20, more",
+    )
+
+    @field_validator("k", "history_bins")
+    @classmethod
+    def _increasing(cls, values: list[int]) -> list[int]:
+        if values[0] < 1 or any(b <= a for a, b in zip(values, values[1:], strict=False)):
+            raise ValueError(f"expected increasing whole numbers from 1 (got {values})")
+        return values
 
 
 class Recipe(Strict):
@@ -228,6 +247,7 @@ class ResolvedRecipe:
     data: dict[str, Any]  # the fully resolved recipe as plain data (what `once recipe show` prints)
     source: str  # where it came from, for messages
     name: str  # short name for run directories
+    metrics: tuple[tuple[Part, BaseModel], ...] = ()  # eval.metrics: each metric part with its validated options
 
     @property
     def fingerprint(self) -> str:
@@ -366,7 +386,29 @@ def resolve_recipe(
         node[slot[-1]] = {"name": choice.name, **validated.model_dump(mode="json")}
     for key in recipe.genre.schemes:  # checked now, so `once recipe validate` catches a bad scheme too
         scheme_options(recipe.genre, key, registry, label, lines)
-    return ResolvedRecipe(recipe, parts, options, resolved, label, name)
+    chosen = [metric_options(recipe.eval, i, registry, label, lines) for i in range(len(recipe.eval.metrics))]
+    resolved["eval"]["metrics"] = [{"name": part.name, **opts.model_dump(mode="json")} for part, opts in chosen]
+    return ResolvedRecipe(recipe, parts, options, resolved, label, name, tuple(chosen))
+
+
+def metric_options(
+    section: EvalSection, index: int, registry: Registry, label: str = "recipe", lines: dict | None = None
+) -> tuple[Part, BaseModel]:
+    """The metric that `eval.metrics[index]` names (a name, or a mapping with `name` and options), validated."""
+    entry = section.metrics[index]
+    choice = {"name": entry} if isinstance(entry, str) else dict(entry)
+    where = _where(label, _line_of(lines or {}, ("eval", "metrics")))
+    if not isinstance(choice.get("name"), str):
+        raise RecipeError(f"eval.metrics[{index}]: each metric needs a name", where=where)
+    name = choice.pop("name")
+    try:
+        part = registry.get("metric", name)
+    except PluginError as error:
+        raise RecipeError(f"eval.metrics[{index}]: {error.message}", where=where, hint=error.hint) from None
+    try:
+        return part, part.options.model_validate(choice)
+    except ValidationError as error:
+        raise validation_error(error, part.options, ("eval", "metrics", str(index)), label, lines) from None
 
 
 def scheme_options(

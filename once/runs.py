@@ -20,14 +20,15 @@ if TYPE_CHECKING:
     from once.execution import Execution
 
 RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
-RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS = (
+RECIPE, INFO, METRICS, BEST, STATE, TEST, TEST_GROUPS, TEST_IMPRESSIONS = (
     "recipe.yaml",
     "run.json",
     "metrics.jsonl",
     "best.safetensors",
     "state.safetensors",
     "test_metrics.json",
-    "test_groups.json",  # test metrics of cold and warm users apart
+    "test_groups.json",  # test metrics by group of users and of items
+    "test_impressions.npz",  # one row per test impression: candidates, labels, scores, metric values
 )
 
 

@@ -24,12 +24,13 @@ from once.data.prepare import PreparedData
 from once.data.sampling import TrainingSamples, prefetched, training_batches
 from once.distributed import World
 from once.errors import DataError, Interrupted, OnceError
-from once.evaluate import autocast, evaluate, evaluation_settings, score_split, split_metrics, user_groups
+from once.evaluate import autocast, evaluate, evaluation_settings, score_split
 from once.files import LOCK, exclusive, write_json
+from once.measure import MetricSuite, category_fields, group_metrics, measure, save_impressions
 from once.model import Recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
-from once.runs import BEST, STATE, TEST, TEST_GROUPS, Run
+from once.runs import BEST, STATE, TEST, TEST_GROUPS, TEST_IMPRESSIONS, Run
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -70,6 +71,7 @@ class Trainer:
         self.recipe = resolved.recipe
         self.device = pick_device(self.recipe.device, self.world)
         self._check_data()
+        self.suite = MetricSuite.build(resolved, category_fields(data))  # a bad eval.metrics fails before training
         self._setup_model()
         self._setup_optimizer()
         self._setup_data()
@@ -247,19 +249,22 @@ class Trainer:
         self.world.barrier()
 
     def test(self, run: Run) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
-        """Test metrics of the best epoch, and the same for cold and warm users apart (when both are present)."""
+        """The recipe's metrics (eval.metrics) on the test split with the best epoch's weights, overall and by group
+        of users and of items; rank 0 also keeps every impression's scores and metric values."""
         split = self.data.splits.get("test")
         if split is None or not split.labeled:
             return None, {}
         load_model(run.path / BEST, self.model, self.resolved.fingerprint)
-        scores = score_split(self.model, split, **self._evaluation_settings())
-        metrics = split_metrics(split, scores)
-        groups = {}
-        for name, rows in user_groups(split, self.recipe.augment.cold_history).items():
-            if 0 < len(rows) < len(split):
-                groups[name] = {**split_metrics(split, scores, rows), "impressions": len(rows)}
+        settings = self._evaluation_settings()
+        scores = score_split(self.model, split, **settings)
+        scored, values, metrics = measure(self.suite, self.model, self.data, split, scores, settings)
+        evaluation = self.recipe.eval
+        groups = group_metrics(
+            self.suite, scored, split, self.data, evaluation.history_bins, self.recipe.augment.cold_history
+        )
         if self.world.main:
             write_json(run.path / TEST, metrics)
+            save_impressions(run.path / TEST_IMPRESSIONS, split, self.data, scored, values)
             if groups:
                 write_json(run.path / TEST_GROUPS, groups)
         return metrics, groups

@@ -28,7 +28,11 @@ LAYERS: list[dict[str, set[str]]] = [
         },
     },
     {"model": {"once.model", "once.states", "once.checkpoint"}},
-    {"running": {"once.assembly", "once.evaluate", "once.train", "once.runs", "once.compare", "once.serve"}},
+    {
+        "running": {
+            "once.assembly", "once.evaluate", "once.measure", "once.train", "once.runs", "once.compare", "once.serve",
+        },
+    },
     {"commands": {"once.cli", "once.__main__", "once.genre.cli", "once.commands", "once.commands.*"}},
     {"api": {"once.api"}},
 ]

@@ -30,7 +30,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         """Re-evaluate a saved run's best checkpoint."""
         from once.evaluate import evaluation_settings, prediction_lines, score_split
         from once.files import write_atomic
-        from once.metrics import mind_metrics
+        from once.measure import MetricSuite, category_fields, measure
         from once.serve import load_run
 
         loaded = load_run(run_dir, registry)
@@ -43,7 +43,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             write_atomic(prediction, prediction_lines(chosen, scores))
             out.print(f"wrote {len(scores)} impressions to {prediction}")
         if chosen.labeled:
-            metrics = mind_metrics((chosen.labels[i] for i in range(len(chosen))), scores)
+            suite = MetricSuite.build(loaded.resolved, category_fields(loaded.data))
+            metrics = measure(suite, loaded.model, loaded.data, chosen, scores, settings)[2]
             out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
         elif not prediction:
             out.print(f"the {split} split is unlabeled: use --prediction FILE to write rankings")

@@ -74,6 +74,6 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         losses = {"loss": [f"{r['train_loss']:.4f}" for r in result.epochs]}
         out.print(metrics_table("dev metrics per epoch", rows, losses))
         if result.test:
-            groups = [(f"{name} ({int(m['impressions'])} imp.)", m) for name, m in result.test_groups.items()]
+            groups = list(result.test_groups.items())
             out.print(metrics_table("test (best dev epoch)", [("test", result.test), *groups]))
         out.print(f"run directory: [bold]{result.run.path}[/]")
