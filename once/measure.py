@@ -18,6 +18,8 @@ from once.model import item_clicks
 from once.protocols import Metric, MetricContext, ScoredSplit
 from once.recipe import ResolvedRecipe
 
+SAVED = ("impression_ids", "item_ids", "offsets", "candidates", "labels", "scores", "history_lengths", "item_clicks",
+         "categories")  # the arrays of a run's per-impression file, besides one "value:<column>" per metric column
 HEAD_CLICKS = 0.2  # the head of the item groups: the most-clicked items holding this share of training clicks
 
 
@@ -178,6 +180,7 @@ def save_impressions(
         "scores": np.concatenate(scored.scores).astype(np.float32) if len(scored) else np.zeros(0, np.float32),
         "history_lengths": split.real_history,
         "item_clicks": scored.item_clicks,
+        "categories": np.asarray(category_fields(data), dtype=str),
         **{f"value:{column}": v for column, v in values.items()},
     }
     buffer = io.BytesIO()
@@ -195,6 +198,7 @@ class SavedImpressions:
     scored: ScoredSplit
     history_lengths: np.ndarray
     values: dict[str, np.ndarray]
+    categories: tuple[str, ...]  # the item category fields the run's data had (what its metrics were built with)
 
     @classmethod
     def read(cls, path: Path) -> SavedImpressions:
@@ -203,6 +207,9 @@ class SavedImpressions:
                 arrays = {name: file[name] for name in file.files}
         except (OSError, ValueError) as error:
             raise DataError(f"cannot read the per-impression file: {error}", where=str(path)) from None
+        missing = sorted(set(SAVED) - set(arrays))
+        if missing:
+            raise DataError(f"the per-impression file lacks {', '.join(missing)}: not one ONCE wrote", where=str(path))
         cuts = arrays["offsets"]
 
         def rows(flat: np.ndarray) -> list[np.ndarray]:
@@ -220,5 +227,11 @@ class SavedImpressions:
         values = {name.removeprefix("value:"): v for name, v in arrays.items() if name.startswith("value:")}
         item_ids = arrays["item_ids"]
         return cls(
-            path, arrays["impression_ids"], [item_ids[c] for c in candidates], scored, arrays["history_lengths"], values
+            path,
+            arrays["impression_ids"],
+            [item_ids[c] for c in candidates],
+            scored,
+            arrays["history_lengths"],
+            values,
+            tuple(arrays["categories"].tolist()),
         )

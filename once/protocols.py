@@ -225,11 +225,15 @@ class Metric(Protocol):
     entry per column: with `per_impression = True`, an array of one value per row (NaN where the metric is not
     defined, as AUC for an impression without a non-click), which the engine averages over the rows where it is
     defined; otherwise one number for the rows together (global AUC, catalogue coverage). Bootstrap intervals
-    resample the rows. `needs_vectors = True` asks the engine to fill `ScoredSplit.item_vectors`.
+    resample the rows; `bootstrap = False` says that resampling would bias the metric (a property of the set of
+    lists, as coverage, which falls when resampling repeats impressions), and `once compare` then reports its
+    value and difference without an interval or a p-value. `needs_vectors = True` asks the engine to fill
+    `ScoredSplit.item_vectors`.
     """
 
     columns: tuple[str, ...]
     per_impression: bool
+    bootstrap: bool
     needs_vectors: bool
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, Any]: ...

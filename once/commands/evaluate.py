@@ -30,7 +30,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         """Re-evaluate a saved run's best checkpoint."""
         from once.evaluate import evaluation_settings, prediction_lines, score_split
         from once.files import write_atomic
-        from once.measure import MetricSuite, category_fields, measure
+        from once.measure import MetricSuite, category_fields, measure, save_impressions
+        from once.runs import TEST_IMPRESSIONS
         from once.serve import load_run
 
         loaded = load_run(run_dir, registry)
@@ -44,7 +45,9 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             out.print(f"wrote {len(scores)} impressions to {prediction}")
         if chosen.labeled:
             suite = MetricSuite.build(loaded.resolved, category_fields(loaded.data))
-            metrics = measure(suite, loaded.model, loaded.data, chosen, scores, settings)[2]
+            scored, values, metrics = measure(suite, loaded.model, loaded.data, chosen, scores, settings)
+            if split == "test" and not plain:  # what `once compare` pairs runs on (the plain path: a check only)
+                save_impressions(Path(run_dir) / TEST_IMPRESSIONS, chosen, loaded.data, scored, values)
             out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
         elif not prediction:
             out.print(f"the {split} split is unlabeled: use --prediction FILE to write rankings")

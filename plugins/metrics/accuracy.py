@@ -19,6 +19,7 @@ class _PerImpression:
     """A metric of one impression's labels and scores; NaN where `defined(labels)` is false."""
 
     per_impression = True
+    bootstrap = True
     needs_vectors = False
     columns: tuple[str, ...]
 
@@ -124,6 +125,7 @@ class GlobalAuc:
 
     columns = ("global_auc",)
     per_impression = False
+    bootstrap = True
     needs_vectors = False
 
     def __init__(self, options, context: MetricContext):

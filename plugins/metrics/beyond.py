@@ -17,6 +17,7 @@ class _TopK:
 
     name: str
     per_impression = True
+    bootstrap = True
     needs_vectors = False
 
     def __init__(self, options, context: MetricContext):
@@ -122,10 +123,12 @@ class TailShare(_TopK):
 
 
 class _Lists:
-    """A metric of the rows' lists together: one number per cut-off."""
+    """A metric of the rows' lists together: one number per cut-off. Not bootstrapped: a resample repeats some
+    impressions and leaves others out, which shrinks what the lists cover and biases the metric."""
 
     name: str
     per_impression = False
+    bootstrap = False
     needs_vectors = False
 
     def __init__(self, options, context: MetricContext):
