@@ -31,6 +31,7 @@ LAYERS: list[dict[str, set[str]]] = [
     {
         "running": {
             "once.assembly", "once.evaluate", "once.measure", "once.train", "once.runs", "once.compare", "once.serve",
+            "once.significance", "once.seeds",
         },
     },
     {"commands": {"once.cli", "once.__main__", "once.genre.cli", "once.commands", "once.commands.*"}},

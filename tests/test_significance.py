@@ -1,6 +1,7 @@
 """Bootstrap intervals and paired tests between runs (`once compare`), and the per-impression file they read."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,29 @@ def test_compare_reads_two_runs_and_writes_tables_for_a_paper(tmp_path, registry
     assert r"\begin{tabular}" in (tmp_path / "table.latex").read_text()
     assert (tmp_path / "table.csv").read_text().startswith("metric,")
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seeds_train_each_seed_once_and_resume_the_unfinished(tmp_path, capsys):
+    args = [f"--set={o}" for o in [*TINY, "train.epochs=1"]]
+    runs = tmp_path / "runs"
+    assert cli(["train", "demo", *args, "--seeds", "0,1", "--out", str(runs)]) == 0
+    (summary_file,) = runs.glob("demo-seeds-0-1.json")
+    summary = json.loads(summary_file.read_text())
+    aucs = [r["test"]["auc"] for r in summary["runs"]]
+    assert len(set(aucs)) == 2  # two seeds, two runs
+    assert summary["test"]["auc"]["mean"] == pytest.approx(np.mean(aucs))
+    assert summary["test"]["auc"]["std"] == pytest.approx(np.std(aucs, ddof=1))
+    second = Path(summary["runs"][1]["run"])
+    (second / "test_metrics.json").unlink()  # as if seed 1 had stopped before its test
+    capsys.readouterr()
+    assert cli(["train", "demo", *args, "--seeds", "0,1", "--out", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0 (reused)" in out and "seed 1 (resumed)" in out
+    assert len([p for p in runs.iterdir() if p.is_dir()]) == 2  # no new run directory
+    again = json.loads(summary_file.read_text())
+    assert [r["test"]["auc"] for r in again["runs"]] == aucs  # the resumed seed tests the same weights
+
+
+def test_bad_seeds_are_named(capsys):
+    assert cli(["train", "demo", "--seeds", "0,x"]) != 0
+    assert "--seeds takes whole numbers" in capsys.readouterr().err

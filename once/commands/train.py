@@ -33,6 +33,10 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             int | None,
             typer.Option(min=1, help="CPU threads per process (the recipe's threads; default: the free cores)."),
         ] = None,
+        seeds: Annotated[
+            str | None,
+            typer.Option(help="Train once per seed (0,1,2 or 0-4) and report mean ± std; rerun to resume."),
+        ] = None,
     ):
         """Train a recipe (the demo when none is given) and test the best epoch."""
         from once.distributed import launched_as_main
@@ -40,6 +44,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         from once.train import train as run_training
 
         out.quiet = not launched_as_main()  # under torchrun, rank 0 reports for all
+        if resume and seeds is not None:
+            raise RecipeError("--resume and --seeds do not go together", hint="Rerun the --seeds command to resume.")
         if resume:
             if set_:
                 raise RecipeError("--set cannot change a run being resumed", hint="Start a new run instead.")
@@ -52,6 +58,9 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
                     where=str(resume),
                     hint=f"Drop the recipe argument: once train --resume {resume}",
                 )
+        elif seeds is not None:
+            train_seeds_command(recipe or DEMO_RECIPE, set_ or [], seeds, out_dir, threads)
+            return
         else:
             resolved = load_recipe(recipe or DEMO_RECIPE, registry, set_)
         if threads is not None:  # how the run is executed, not what it computes: allowed on a resumed run too
@@ -77,3 +86,38 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             groups = list(result.test_groups.items())
             out.print(metrics_table("test (best dev epoch)", [("test", result.test), *groups]))
         out.print(f"run directory: [bold]{result.run.path}[/]")
+
+    def train_seeds_command(recipe: str, set_: list[str], seeds: str, out_dir: Path, threads: int | None) -> None:
+        from rich.table import Table
+
+        from once.seeds import parse_seeds, summarise, train_seeds, write_summary
+        from once.train import train as run_training
+
+        chosen = parse_seeds(seeds)
+        overrides = [*set_, *([f"threads={threads}"] if threads is not None else [])]
+
+        def recipe_for(seed: int):
+            return load_recipe(recipe, registry, [*overrides, f"seed={seed}"])
+
+        def train_one(resolved, resume):
+            out.print(f"[bold]seed {resolved.recipe.seed}[/] {'resuming ' + str(resume) if resume else ''}")
+            result = run_training(resolved, runs_root=out_dir, resume=resume, plugins=registry.distributions())
+            return result.run
+
+        runs = train_seeds(recipe_for, chosen, out_dir, train_one)
+        summary = summarise(runs)
+        table = Table(title=f"test metrics over {len(runs)} seeds (mean ± sample std)")
+        table.add_column("metric")
+        for run in runs:
+            table.add_column(f"seed {run.seed}", justify="right")
+        table.add_column("mean ± std", justify="right")
+        for column, stats in summary.items():
+            cells = [f"{run.test[column]:.4f}" if column in run.test else "-" for run in runs]
+            table.add_row(column, *cells, f"{stats['mean']:.4f} ± {stats['std']:.4f}")
+        out.print(table)
+        for run in runs:
+            out.print(f"seed {run.seed} ({run.status}): {run.run.path}")
+        name = recipe_for(chosen[0]).name
+        path = out_dir / f"{name}-seeds-{'-'.join(map(str, chosen))}.json"
+        write_summary(path, runs, summary)
+        out.print(f"summary: [bold]{path}[/]")
