@@ -74,6 +74,26 @@ def encode_all_items(model: Recommender, num_items: int, batch_size: int, device
 
 
 @torch.no_grad()
+def split_item_vectors(
+    model: Recommender,
+    split: Split,
+    *,
+    num_items: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    world: World | None = None,
+    **_: Any,
+) -> torch.Tensor:
+    """(num_items, item_dim): the vectors of every item the split names (its histories and candidates), zeros for
+    the others; the fast path scores from them. Takes `evaluation_settings` as they are."""
+    needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0])  # 0: padding
+    items = torch.zeros(num_items, model.item_encoder.dim, device=device)
+    items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
+    return items
+
+
+@torch.no_grad()
 def score_split(
     model: Recommender,
     split: Split,
@@ -85,6 +105,7 @@ def score_split(
     fast: bool = True,
     precision: str = "fp32",
     world: World | None = None,
+    items: torch.Tensor | None = None,
 ) -> list[np.ndarray]:
     """Scores of every impression's candidates, in candidate order.
 
@@ -93,7 +114,8 @@ def score_split(
     A candidate-aware user encoder has no vector per user: the fast path then runs it per impression on the
     cached item vectors (no item is encoded twice), in chunks of about `batch_size` (impression, candidate) pairs.
     A user-conditioned item encoder (NPA) gives no vector per item: both paths are then the full model.
-    Under torchrun each rank scores its share of the impressions and every rank gets all the scores.
+    Under torchrun each rank scores its share of the impressions and every rank gets all the scores. The fast
+    path takes `items` from `split_item_vectors` when given (to share them with metrics that read vectors).
     """
     world = world or World()
     model.eval()
@@ -102,10 +124,10 @@ def score_split(
     histories = split.history.padded(rows_of_rank, split.history.width(max_history))
     users = np.asarray(split.user_ids)[rows_of_rank]
     lengths = split.candidates.lengths[rows_of_rank]
-    if fast:
-        needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0])  # 0: padding
-        items = torch.zeros(num_items, model.item_encoder.dim, device=device)
-        items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
+    if fast and items is None:
+        items = split_item_vectors(
+            model, split, num_items=num_items, batch_size=batch_size, device=device, precision=precision, world=world
+        )
     per_user = fast and not model.candidate_aware
     if per_user:
         keys = np.concatenate([users[:, None], histories], axis=1)

@@ -11,15 +11,24 @@ import numpy as np
 
 from once.data.prepare import PreparedData, Split
 from once.errors import DataError, RecipeError
-from once.evaluate import encode_items, user_groups
+from once.evaluate import score_split, split_item_vectors, user_groups
 from once.files import write_atomic
 from once.metrics import head_items
 from once.model import item_clicks
 from once.protocols import Metric, MetricContext, ScoredSplit
 from once.recipe import ResolvedRecipe
 
-SAVED = ("impression_ids", "item_ids", "offsets", "candidates", "labels", "scores", "history_lengths", "item_clicks",
-         "categories")  # the arrays of a run's per-impression file, besides one "value:<column>" per metric column
+SAVED = (
+    "impression_ids",
+    "item_ids",
+    "offsets",
+    "candidates",
+    "labels",
+    "scores",
+    "history_lengths",
+    "item_clicks",
+    "categories",
+)  # the arrays of a run's per-impression file, besides one "value:<column>" per metric column
 HEAD_CLICKS = 0.2  # the head of the item groups: the most-clicked items holding this share of training clicks
 
 
@@ -64,11 +73,12 @@ class MetricSuite:
     ) -> dict[str, float]:
         """Each column over `rows` (all by default): per-impression ones averaged where defined."""
         rows = np.arange(len(split)) if rows is None else np.asarray(rows)
-        values = self.values(split) if values is None else values
         result: dict[str, float] = {}
         for metric in self.metrics:
             if metric.per_impression:
-                result.update({c: nanmean(values[c][rows]) for c in metric.columns})
+                given = values is not None and all(c in values for c in metric.columns)
+                computed = {c: values[c][rows] for c in metric.columns} if given else metric(split, rows)
+                result.update({c: nanmean(np.asarray(v, np.float64)) for c, v in computed.items()})
             else:
                 result.update({c: float(v) for c, v in metric(split, rows).items()})
         return result
@@ -100,18 +110,18 @@ def scored_split(
 
 
 def measure(
-    suite: MetricSuite, model, data: PreparedData, split: Split, scores: list[np.ndarray], settings: dict
-) -> tuple[ScoredSplit, dict[str, np.ndarray], dict[str, float]]:
-    """The scored split, its per-impression values and the suite's summary; item vectors are encoded for the
-    metrics that read them (not for a model whose items depend on their reader, NPA's)."""
+    suite: MetricSuite, model, data: PreparedData, split: Split, settings: dict, fast: bool = True
+) -> tuple[list[np.ndarray], ScoredSplit, dict[str, np.ndarray], dict[str, float]]:
+    """Score the split and measure it: (scores, the scored split, its per-impression values, the suite's
+    summary). The item vectors that the fast path scores from also serve the metrics that read vectors (none
+    for a model whose items depend on their reader, NPA's)."""
     vectors = None
     if suite.needs_vectors and not model.user_conditioned:
-        keys = ("batch_size", "device", "precision", "world")
-        items = np.arange(data.num_items)
-        vectors = encode_items(model, items, **{k: settings[k] for k in keys}).cpu().numpy()
-    scored = scored_split(data, split, scores, vectors)
+        vectors = split_item_vectors(model, split, **settings)
+    scores = score_split(model, split, fast=fast, items=vectors if fast else None, **settings)
+    scored = scored_split(data, split, scores, None if vectors is None else vectors.cpu().numpy())
     values = suite.values(scored)
-    return scored, values, suite.summary(scored, values=values)
+    return scores, scored, values, suite.summary(scored, values=values)
 
 
 def history_groups(lengths: np.ndarray, bins: list[int]) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -210,11 +211,33 @@ class ScoredSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def top(self, row: int, k: int) -> np.ndarray:
-        """The k best-scored candidates of impression `row`, best first (ties: candidate order)."""
+    @cached_property
+    def ranking(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items, labels, shown), each `(impressions, most candidates)`: every impression's candidates best first,
+        ordered exactly as MIND's evaluate.py orders them (`np.argsort(scores)[::-1]`, ties included), padded with
+        item 0, label 0 and shown False."""
         import numpy as np
 
-        return self.candidates[row][np.argsort(-self.scores[row], kind="stable")[:k]]
+        lengths = np.array([len(c) for c in self.candidates], dtype=np.int64)
+        shown = np.arange(int(lengths.max(initial=0))) < lengths[:, None]
+        items = np.zeros(shown.shape, np.int64)
+        labels = np.zeros(shown.shape)
+        for row, (scores, candidates) in enumerate(zip(self.scores, self.candidates, strict=True)):
+            order = np.argsort(scores)[::-1]
+            items[row, : len(order)] = candidates[order]
+            labels[row, : len(order)] = self.labels[row][order]
+        return items, labels, shown
+
+    def top(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items, labels, shown), each `(len(rows), k)`: the k best-scored candidates of each of `rows`, padded
+        where an impression has fewer than k."""
+        import numpy as np
+
+        parts = [a[rows, :k] for a in self.ranking]
+        short = k - parts[0].shape[1]
+        if short > 0:
+            parts = [np.pad(a, ((0, 0), (0, short))) for a in parts]
+        return parts[0], parts[1], parts[2]
 
 
 class Metric(Protocol):

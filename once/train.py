@@ -24,7 +24,7 @@ from once.data.prepare import PreparedData
 from once.data.sampling import TrainingSamples, prefetched, training_batches
 from once.distributed import World
 from once.errors import DataError, Interrupted, OnceError
-from once.evaluate import autocast, evaluate, evaluation_settings, score_split
+from once.evaluate import autocast, evaluate, evaluation_settings
 from once.files import LOCK, exclusive, write_json
 from once.measure import MetricSuite, category_fields, group_metrics, measure, save_impressions
 from once.model import Recommender, parameter_groups
@@ -255,9 +255,7 @@ class Trainer:
         if split is None or not split.labeled:
             return None, {}
         load_model(run.path / BEST, self.model, self.resolved.fingerprint)
-        settings = self._evaluation_settings()
-        scores = score_split(self.model, split, **settings)
-        scored, values, metrics = measure(self.suite, self.model, self.data, split, scores, settings)
+        _, scored, values, metrics = measure(self.suite, self.model, self.data, split, self._evaluation_settings())
         evaluation = self.recipe.eval
         groups = group_metrics(
             self.suite, scored, split, self.data, evaluation.history_bins, self.recipe.augment.cold_history

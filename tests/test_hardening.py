@@ -105,8 +105,9 @@ def test_plugins_can_be_disabled_for_debugging(monkeypatch, capsys):
     monkeypatch.setenv("ONCE_DISABLE_PLUGINS", "news, baselines")
     registry = load_registry()
     assert {name for name, _ in registry.disabled} == {"news", "baselines"}
-    names = {part.name for part in registry.parts()}
-    assert "words" in names and "naml" not in names and "popularity" not in names
+    names = {(part.kind, part.name) for part in registry.parts()}
+    assert ("tokenizer", "words") in names and ("item_encoder", "naml") not in names
+    assert ("item_encoder", "popularity") not in names and ("metric", "popularity") in names
     assert cli(["plugins"], registry) == 0
     assert "disabled by ONCE_DISABLE_PLUGINS: baselines (once), news (once)" in " ".join(
         capsys.readouterr().out.split()

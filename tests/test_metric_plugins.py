@@ -108,7 +108,8 @@ def test_personalisation_equals_the_mean_over_every_pair_of_lists(registry):
     candidates = [rng.choice(np.arange(1, 6), size=int(rng.integers(1, 5)), replace=False) for _ in range(12)]
     data = split([[0] * len(c) for c in candidates], [rng.normal(size=len(c)) for c in candidates], candidates)
     result = suite(registry, "personalisation", k="[3]").summary(data)
-    lists = [set(data.top(i, 3).tolist()) for i in range(len(data))]
+    items, _, shown = data.top(np.arange(len(data)), 3)
+    lists = [set(row[keep].tolist()) for row, keep in zip(items, shown, strict=True)]
     cosines = [len(a & b) / math.sqrt(len(a) * len(b)) for a, b in itertools.combinations(lists, 2)]
     assert result["personalisation@3"] == pytest.approx(1 - np.mean(cosines))
 

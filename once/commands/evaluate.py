@@ -39,15 +39,18 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             raise OnceError(f"the dataset has no '{split}' split", hint=f"Splits: {', '.join(loaded.data.splits)}.")
         chosen = loaded.data.splits[split]
         settings = evaluation_settings(loaded.resolved, loaded.data, loaded.device)
-        scores = score_split(loaded.model, chosen, fast=not plain, **settings)
+        metrics = None
+        if chosen.labeled:
+            suite = MetricSuite.build(loaded.resolved, category_fields(loaded.data))
+            scores, scored, values, metrics = measure(suite, loaded.model, loaded.data, chosen, settings, not plain)
+            if split == "test" and not plain:  # what `once compare` pairs runs on (the plain path: a check only)
+                save_impressions(Path(run_dir) / TEST_IMPRESSIONS, chosen, loaded.data, scored, values)
+        else:
+            scores = score_split(loaded.model, chosen, fast=not plain, **settings)
         if prediction:
             write_atomic(prediction, prediction_lines(chosen, scores))
             out.print(f"wrote {len(scores)} impressions to {prediction}")
-        if chosen.labeled:
-            suite = MetricSuite.build(loaded.resolved, category_fields(loaded.data))
-            scored, values, metrics = measure(suite, loaded.model, loaded.data, chosen, scores, settings)
-            if split == "test" and not plain:  # what `once compare` pairs runs on (the plain path: a check only)
-                save_impressions(Path(run_dir) / TEST_IMPRESSIONS, chosen, loaded.data, scored, values)
+        if metrics is not None:
             out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
         elif not prediction:
             out.print(f"the {split} split is unlabeled: use --prediction FILE to write rankings")

@@ -3,37 +3,31 @@
 Per impression, as the official MIND evaluate.py: AUC where the impression has both a click and a non-click;
 MRR and nDCG@k where it has a click. HR@k (a click in the top k), Recall@k (clicks in the top k / clicks) and
 Precision@k (clicks in the top k / k) where it has a click. The engine averages each over the impressions where
-it is defined.
+it is defined. Candidates are ranked as MIND's evaluate.py ranks them (tied scores: the later candidate first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from once.api import MetricContext, ScoredSplit, auc, mrr, ndcg
+from once.api import MetricContext, ScoredSplit, auc
+
+
+def _where_clicked(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The values of the impressions with a click; NaN for the others."""
+    clicks = labels.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(clicks > 0, values, np.nan)
 
 
 class _PerImpression:
-    """A metric of one impression's labels and scores; NaN where `defined(labels)` is false."""
-
     per_impression = True
     bootstrap = True
     needs_vectors = False
     columns: tuple[str, ...]
 
-    def _values(self, split: ScoredSplit, rows: np.ndarray, value: Callable, defined: Callable) -> np.ndarray:
-        values = np.full(len(rows), np.nan)
-        for j, row in enumerate(rows):
-            labels = split.labels[row]
-            if defined(labels):
-                values[j] = value(labels.astype(np.float64), split.scores[row].astype(np.float64))
-        return values
-
-
-def _clicked(labels: np.ndarray) -> bool:
-    return bool(labels.sum() > 0)
+    def __init__(self, options, context: MetricContext):
+        self.k = context.k
 
 
 class ImpressionAuc(_PerImpression):
@@ -41,11 +35,13 @@ class ImpressionAuc(_PerImpression):
 
     columns = ("auc",)
 
-    def __init__(self, options, context: MetricContext):
-        pass
-
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {"auc": self._values(split, rows, auc, lambda labels: 0 < labels.sum() < len(labels))}
+        values = np.full(len(rows), np.nan)
+        for j, row in enumerate(rows):
+            labels = split.labels[row]
+            if 0 < labels.sum() < len(labels):
+                values[j] = auc(labels, split.scores[row])
+        return {"auc": values}
 
 
 class ReciprocalRank(_PerImpression):
@@ -53,34 +49,34 @@ class ReciprocalRank(_PerImpression):
 
     columns = ("mrr",)
 
-    def __init__(self, options, context: MetricContext):
-        pass
-
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {"mrr": self._values(split, rows, mrr, _clicked)}
+        _, labels, _ = split.top(rows, split.ranking[0].shape[1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reciprocal = (labels / np.arange(1, labels.shape[1] + 1)).sum(axis=1) / labels.sum(axis=1)
+        return {"mrr": _where_clicked(labels, reciprocal)}
 
 
 class _AtK(_PerImpression):
-    """One column per cut-off in eval.k, from the clicks among the top k."""
+    """One column per cut-off in eval.k, from the labels of the top k."""
 
     name: str
 
     def __init__(self, options, context: MetricContext):
-        self.k = context.k
+        super().__init__(options, context)
         self.columns = tuple(f"{self.name}@{k}" for k in self.k)
 
-    def at(self, labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    def at(self, top: np.ndarray, ranked: np.ndarray, k: int) -> np.ndarray:
+        """Per row, from the top k's labels and every candidate's labels best first."""
         raise NotImplementedError
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {
-            column: self._values(split, rows, lambda labels, scores, k=k: self.at(labels, scores, k), _clicked)
-            for column, k in zip(self.columns, self.k, strict=True)
-        }
-
-
-def _top_clicks(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    return float(labels[np.argsort(-scores, kind="stable")[:k]].sum())
+        _, ranked, _ = split.top(rows, split.ranking[0].shape[1])
+        result = {}
+        for column, k in zip(self.columns, self.k, strict=True):
+            top = split.top(rows, k)[1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result[column] = _where_clicked(ranked, self.at(top, ranked, k))
+        return result
 
 
 class Ndcg(_AtK):
@@ -88,8 +84,11 @@ class Ndcg(_AtK):
 
     name = "ndcg"
 
-    def at(self, labels, scores, k):
-        return ndcg(labels, scores, k)
+    def at(self, top, ranked, k):
+        discount = 1 / np.log2(np.arange(2, k + 2))
+        ideal = -np.sort(-ranked, axis=1)[:, :k]
+        ideal = np.pad(ideal, ((0, 0), (0, k - ideal.shape[1])))
+        return ((2**top - 1) * discount).sum(axis=1) / ((2**ideal - 1) * discount).sum(axis=1)
 
 
 class HitRate(_AtK):
@@ -97,8 +96,8 @@ class HitRate(_AtK):
 
     name = "hit"
 
-    def at(self, labels, scores, k):
-        return float(_top_clicks(labels, scores, k) > 0)
+    def at(self, top, ranked, k):
+        return (top.sum(axis=1) > 0).astype(np.float64)
 
 
 class Recall(_AtK):
@@ -106,8 +105,8 @@ class Recall(_AtK):
 
     name = "recall"
 
-    def at(self, labels, scores, k):
-        return _top_clicks(labels, scores, k) / labels.sum()
+    def at(self, top, ranked, k):
+        return top.sum(axis=1) / ranked.sum(axis=1)
 
 
 class Precision(_AtK):
@@ -115,8 +114,8 @@ class Precision(_AtK):
 
     name = "precision"
 
-    def at(self, labels, scores, k):
-        return _top_clicks(labels, scores, k) / k
+    def at(self, top, ranked, k):
+        return top.sum(axis=1) / k
 
 
 class GlobalAuc:

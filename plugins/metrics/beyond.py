@@ -1,8 +1,8 @@
 """Beyond accuracy: what the top k of each impression holds (diversity, novelty, popularity, the long tail,
 calibration) and what the lists hold together (coverage, exposure Gini, personalisation).
 
-A list is an impression's k best-scored candidates. Popularity is an item's clicks in the training split.
-docs/metrics.md gives each formula with its source.
+A list is an impression's k best-scored candidates (fewer when it has fewer). Popularity is an item's clicks in
+the training split. docs/metrics.md gives each formula with its source.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from once.api import MetricContext, RecipeError, ScoredSplit, head_items
 
 
 class _TopK:
-    """One column per cut-off in eval.k, named `<name>@k`."""
+    """One value per impression for each cut-off in eval.k, named `<name>@k`, from its list."""
 
     name: str
     per_impression = True
@@ -24,14 +24,21 @@ class _TopK:
         self.k = context.k
         self.columns = tuple(f"{self.name}@{k}" for k in self.k)
 
-    def list_value(self, split: ScoredSplit, row: int, items: np.ndarray) -> float:
+    def lists(self, split: ScoredSplit, items: np.ndarray, shown: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per row, from its list's items `(rows, k)` and which of them are shown."""
         raise NotImplementedError
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
         result = {}
         for column, k in zip(self.columns, self.k, strict=True):
-            result[column] = np.array([self.list_value(split, row, split.top(row, k)) for row in rows], np.float64)
+            items, _, shown = split.top(rows, k)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result[column] = self.lists(split, items, shown, rows).astype(np.float64)
         return result
+
+
+def _mean_over_list(values: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    return np.where(shown, values, 0).sum(axis=1) / shown.sum(axis=1)
 
 
 def _category(context: MetricContext, field: str, metric: str) -> str:
@@ -51,46 +58,37 @@ class IntraListDiversity(_TopK):
     NaN for a list of one item, and with `by: vectors` for a model whose items have no vector of their own."""
 
     def __init__(self, options, context: MetricContext):
-        self.by = options.by
         self.field = _category(context, options.field, "ild") if options.by == "category" else None
-        self.name = f"ild_{self.by}"
+        self.name = f"ild_{options.by}"
         self.needs_vectors = options.by == "vectors"
         super().__init__(options, context)
 
-    def list_value(self, split: ScoredSplit, row: int, items: np.ndarray) -> float:
-        n = len(items)
-        if n < 2:
-            return float("nan")
+    def lists(self, split, items, shown, rows):
+        n = shown.sum(axis=1)
+        pairs = shown[:, :, None] & shown[:, None, :] & ~np.eye(items.shape[1], dtype=bool)
         if self.field is not None:
             categories = split.item_categories[self.field][items]
-            same = (categories[:, None] == categories[None, :]).sum() - n
-            return float(1 - same / (n * (n - 1)))
+            differ = categories[:, :, None] != categories[:, None, :]
+            return (differ & pairs).sum(axis=(1, 2)) / (n * (n - 1))
         if split.item_vectors is None:
-            return float("nan")
+            return np.full(len(rows), np.nan)
         vectors = split.item_vectors[items].astype(np.float64)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        cosine = vectors @ vectors.T
-        return float(1 - (cosine.sum() - np.trace(cosine)) / (n * (n - 1)))
-
-
-def _click_share(split: ScoredSplit) -> np.ndarray:
-    """p(i): an item's share of training clicks, Laplace-smoothed so that an item never clicked has one."""
-    clicks = split.item_clicks.astype(np.float64)
-    return (clicks + 1) / (clicks.sum() + len(clicks))
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-12)
+        cosine = np.einsum("rid,rjd->rij", vectors, vectors)
+        return np.where(pairs, 1 - cosine, 0).sum(axis=(1, 2)) / (n * (n - 1))
 
 
 class Novelty(_TopK):
     """Novelty@k (Zhou et al., PNAS 2010; Vargas & Castells, RecSys 2011): the mean self-information
-    -log2 p(i) of a list's items, p(i) an item's Laplace-smoothed share of training clicks. Higher: less known."""
+    -log2 p(i) of a list's items, p(i) an item's share of training clicks, Laplace-smoothed so that an item
+    never clicked has one. Higher: less known."""
 
     name = "novelty"
 
-    def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        information = -np.log2(_click_share(split))
-        return {
-            column: np.array([information[split.top(row, k)].mean() for row in rows], np.float64)
-            for column, k in zip(self.columns, self.k, strict=True)
-        }
+    def lists(self, split, items, shown, rows):
+        clicks = split.item_clicks.astype(np.float64)
+        information = -np.log2((clicks + 1) / (clicks.sum() + len(clicks)))
+        return _mean_over_list(information[items], shown)
 
 
 class AveragePopularity(_TopK):
@@ -99,8 +97,8 @@ class AveragePopularity(_TopK):
 
     name = "popularity"
 
-    def list_value(self, split: ScoredSplit, row: int, items: np.ndarray) -> float:
-        return float(split.item_clicks[items].mean())
+    def lists(self, split, items, shown, rows):
+        return _mean_over_list(split.item_clicks[items].astype(np.float64), shown)
 
 
 class TailShare(_TopK):
@@ -114,12 +112,38 @@ class TailShare(_TopK):
         self.head_clicks = options.head_clicks
         super().__init__(options, context)
 
-    def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def lists(self, split, items, shown, rows):
         tail = ~head_items(split.item_clicks, self.head_clicks)
-        return {
-            column: np.array([tail[split.top(row, k)].mean() for row in rows], np.float64)
-            for column, k in zip(self.columns, self.k, strict=True)
-        }
+        return _mean_over_list(tail[items].astype(np.float64), shown)
+
+
+class Calibration(_TopK):
+    """Miscalibration@k (Steck, RecSys 2018): KL(p || q~) in bits between the category distribution p of the
+    items a user clicked before and q~ = (1 - alpha) q + alpha p, q that of the list. 0: the list mirrors the
+    history. NaN for an impression whose history has no categorised item."""
+
+    name = "calibration"
+
+    def __init__(self, options, context: MetricContext):
+        self.field = _category(context, options.field, "calibration")
+        self.alpha = options.alpha
+        super().__init__(options, context)
+
+    def lists(self, split, items, shown, rows):
+        categories = split.item_categories[self.field]
+        size = int(categories.max()) + 1
+        history = np.zeros((len(rows), size))
+        lengths = [len(split.histories[row]) for row in rows]
+        if sum(lengths):
+            clicked = categories[np.concatenate([split.histories[row] for row in rows])]
+            np.add.at(history, (np.repeat(np.arange(len(rows)), lengths), clicked), 1)
+        history[:, 0] = 0  # category 0: none
+        listed = np.zeros((len(rows), size))
+        np.add.at(listed, (np.repeat(np.arange(len(rows)), items.shape[1]), categories[items].ravel()), shown.ravel())
+        p = history / history.sum(axis=1, keepdims=True)
+        q = (1 - self.alpha) * listed / listed.sum(axis=1, keepdims=True) + self.alpha * p
+        terms = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1) / np.where(p > 0, q, 1)), 0)
+        return np.where(history.sum(axis=1) > 0, terms.sum(axis=1), np.nan)
 
 
 class _Lists:
@@ -135,18 +159,18 @@ class _Lists:
         self.k = context.k
         self.columns = tuple(f"{self.name}@{k}" for k in self.k)
 
-    def lists_value(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
+    def together(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
         raise NotImplementedError
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
-        return {c: self.lists_value(split, rows, k) for c, k in zip(self.columns, self.k, strict=True)}
+        return {c: self.together(split, rows, k) for c, k in zip(self.columns, self.k, strict=True)}
 
 
 def _exposure(split: ScoredSplit, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Over the catalogue (every item that was a candidate of the rows): how often each is in a top k."""
     catalogue = np.unique(np.concatenate([split.candidates[row] for row in rows]))
-    shown = np.concatenate([split.top(row, k) for row in rows])
-    return catalogue, np.bincount(np.searchsorted(catalogue, shown), minlength=len(catalogue))
+    items, _, shown = split.top(rows, k)
+    return catalogue, np.bincount(np.searchsorted(catalogue, items[shown]), minlength=len(catalogue))
 
 
 class Coverage(_Lists):
@@ -155,7 +179,7 @@ class Coverage(_Lists):
 
     name = "coverage"
 
-    def lists_value(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
+    def together(self, split, rows, k):
         catalogue, counts = _exposure(split, rows, k)
         return float((counts > 0).sum() / len(catalogue))
 
@@ -166,7 +190,7 @@ class ExposureGini(_Lists):
 
     name = "gini"
 
-    def lists_value(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
+    def together(self, split, rows, k):
         _, counts = _exposure(split, rows, k)
         counts = np.sort(counts).astype(np.float64)
         n = len(counts)
@@ -176,43 +200,17 @@ class ExposureGini(_Lists):
 
 class Personalisation(_Lists):
     """Personalisation@k (as microsoft/recommenders and NewsRecLib define it): 1 - the mean cosine similarity of
-    two lists' item-indicator vectors over every pair of impressions, from the exposure counts in closed form:
-    sum over pairs a != b of cos(a, b) = |sum_a x_a|^2 - n, with x_a the indicator over sqrt(list length)."""
+    two lists' item-indicator vectors over every pair of impressions, from the exposure in closed form:
+    sum over pairs a != b of cos(a, b) = |sum_a x_a|^2 - n, with x_a a list's indicator over sqrt(its length)."""
 
     name = "personalisation"
 
-    def lists_value(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
+    def together(self, split, rows, k):
         n = len(rows)
         if n < 2:
             return float("nan")
         catalogue = np.unique(np.concatenate([split.candidates[row] for row in rows]))
-        lists = [split.top(row, k) for row in rows]
-        weights = np.concatenate([np.full(len(items), 1 / np.sqrt(len(items))) for items in lists])
-        totals = np.bincount(np.searchsorted(catalogue, np.concatenate(lists)), weights, minlength=len(catalogue))
+        items, _, shown = split.top(rows, k)
+        weights = np.broadcast_to(1 / np.sqrt(shown.sum(axis=1, keepdims=True)), shown.shape)[shown]
+        totals = np.bincount(np.searchsorted(catalogue, items[shown]), weights, minlength=len(catalogue))
         return float(1 - ((totals**2).sum() - n) / (n * (n - 1)))
-
-
-class Calibration(_TopK):
-    """Miscalibration@k (Steck, RecSys 2018): KL(p || q~) between the category distribution p of the items a
-    user clicked before and q~ = (1 - alpha) q + alpha p, q that of the list. 0: the list mirrors the history.
-    NaN for an impression whose history has no categorised item."""
-
-    name = "calibration"
-
-    def __init__(self, options, context: MetricContext):
-        self.field = _category(context, options.field, "calibration")
-        self.alpha = options.alpha
-        super().__init__(options, context)
-
-    def list_value(self, split: ScoredSplit, row: int, items: np.ndarray) -> float:
-        categories = split.item_categories[self.field]
-        history = categories[split.histories[row]]
-        history = history[history > 0]
-        if not len(history):
-            return float("nan")
-        size = int(categories.max()) + 1
-        p = np.bincount(history, minlength=size) / len(history)
-        q = np.bincount(categories[items], minlength=size) / len(items)
-        q = (1 - self.alpha) * q + self.alpha * p
-        present = p > 0
-        return float((p[present] * np.log2(p[present] / q[present])).sum())
