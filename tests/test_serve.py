@@ -90,8 +90,10 @@ def test_cli_recommend_to_json_lines_and_export(run_dir, registry, tmp_path, cap
 def test_compare_prints_and_plots(run_dir, registry, tmp_path, capsys):
     png = tmp_path / "curves.png"
     assert cli(["compare", str(run_dir), str(run_dir), "--png", str(png)], registry) == 0
-    assert "runs compared" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "runs compared" in out and "95% bootstrap intervals" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "curves-groups.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # beside --png
 
 
 def test_runs_from_another_format_are_refused(run_dir, tmp_path, registry, capsys):

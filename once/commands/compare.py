@@ -32,8 +32,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare; the first is the baseline.")],
         png: Annotated[Path, typer.Option(help="Where to write the dev-metric curves.")] = Path("compare.png"),
         groups_png: Annotated[
-            Path, typer.Option(help="Where to write test metrics by user-history group.")
-        ] = Path("compare-groups.png"),
+            Path | None, typer.Option(help="Where to write test metrics by user-history group (default: beside --png).")
+        ] = None,
         form: Annotated[
             Format, typer.Option("--format", help="The significance table as table, markdown, latex or csv.")
         ] = Format.table,
@@ -85,5 +85,6 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             write_atomic(out_file, render(header, table_rows, "csv" if form is Format.table else form.value))
             out.print(f"table: {out_file}")
         accuracy = [c for c in ("auc", "ndcg@10") if c in comparison.columns and c in saved[0].values]
+        groups_png = groups_png or png.with_name(f"{png.stem}-groups.png")
         plot_groups(saved, names, resolved.recipe.eval.history_bins, accuracy or comparison.columns[:1], groups_png)
         out.print(f"test metrics by user history: {groups_png}")
