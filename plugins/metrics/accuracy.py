@@ -50,7 +50,7 @@ class ReciprocalRank(_PerImpression):
     columns = ("mrr",)
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        _, labels, _ = split.top(rows, split.ranking[0].shape[1])
+        labels = split.ranking[1][rows]  # every candidate's label, best first
         with np.errstate(invalid="ignore", divide="ignore"):
             reciprocal = (labels / np.arange(1, labels.shape[1] + 1)).sum(axis=1) / labels.sum(axis=1)
         return {"mrr": _where_clicked(labels, reciprocal)}
@@ -70,7 +70,7 @@ class _AtK(_PerImpression):
         raise NotImplementedError
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
-        _, ranked, _ = split.top(rows, split.ranking[0].shape[1])
+        ranked = split.ranking[1][rows]
         result = {}
         for column, k in zip(self.columns, self.k, strict=True):
             top = split.top(rows, k)[1]

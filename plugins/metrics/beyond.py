@@ -12,17 +12,22 @@ import numpy as np
 from once.api import MetricContext, RecipeError, ScoredSplit, head_items
 
 
-class _TopK:
-    """One value per impression for each cut-off in eval.k, named `<name>@k`, from its list."""
+class _AtCutoffs:
+    """A metric with one column per cut-off in eval.k, named `<name>@k`."""
 
     name: str
-    per_impression = True
-    bootstrap = True
     needs_vectors = False
 
     def __init__(self, options, context: MetricContext):
         self.k = context.k
         self.columns = tuple(f"{self.name}@{k}" for k in self.k)
+
+
+class _TopK(_AtCutoffs):
+    """One value per impression for each cut-off, from its list."""
+
+    per_impression = True
+    bootstrap = True
 
     def lists(self, split: ScoredSplit, items: np.ndarray, shown: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Per row, from its list's items `(rows, k)` and which of them are shown."""
@@ -146,18 +151,12 @@ class Calibration(_TopK):
         return np.where(history.sum(axis=1) > 0, terms.sum(axis=1), np.nan)
 
 
-class _Lists:
+class _Lists(_AtCutoffs):
     """A metric of the rows' lists together: one number per cut-off. Not bootstrapped: a resample repeats some
     impressions and leaves others out, which shrinks what the lists cover and biases the metric."""
 
-    name: str
     per_impression = False
     bootstrap = False
-    needs_vectors = False
-
-    def __init__(self, options, context: MetricContext):
-        self.k = context.k
-        self.columns = tuple(f"{self.name}@{k}" for k in self.k)
 
     def together(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
         raise NotImplementedError
