@@ -124,6 +124,10 @@ class Tokenizer(Protocol):
     def state(self) -> dict:
         """JSON-able state (the vocabulary), kept with the cache."""
 
+    # Optional: `restore(state)` takes back what `state()` returned, so that text no item had when the cache was
+    # built (a new item posted to `once serve`) is encoded as the training items were. Without it, a served run
+    # cannot encode new items (the server says so).
+
     def word_vectors(self) -> torch.Tensor | None:
         """Pretrained vectors, one row per token id, or None."""
 
@@ -133,7 +137,10 @@ class ItemEncoder(Protocol):
 
     Input: `{field: (n, tokens) token ids or (n,) category ids, "item": (n,) item indices}`; output `(n, dim)`.
     The output must not depend on trailing padding (token id 0), which the engine trims from each batch; item 0
-    is the padding item (all fields 0).
+    is the padding item (all fields 0). An item the data does not have (one posted to `once serve`) comes with
+    item index -1 and its own fields; an encoder whose vectors come from per-item state rather than content
+    (popularity, a random vector per item, cached states) sets `encodes_new_items = False`, and the server
+    refuses new items.
     """
 
     dim: int
@@ -166,7 +173,10 @@ class Predictor(Protocol):
     Input: user vectors `(batch, user_dim)` and candidate vectors `(batch, candidates, item_dim)`; output scores
     `(batch, candidates)` (logits: the matching task applies softmax cross-entropy over candidates). With a
     multi-interest user encoder (`BuildContext.user_vectors` K > 1) the users are `(batch, K, user_dim)`; a
-    predictor that cannot combine K vectors raises a RecipeError when built with K > 1.
+    predictor that cannot combine K vectors raises a RecipeError when built with K > 1. A predictor whose score
+    grows with the inner product of the candidate and a user vector (dot; MINER's K interests) sets
+    `retrieves_by_inner_product = True`: `once serve --index hnsw` then lets an ANN index propose the candidates
+    (by each user vector) that the predictor scores; a network predictor (DKN's) is served exactly.
     """
 
     def __call__(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor: ...
@@ -251,7 +261,8 @@ class Metric(Protocol):
     resample the rows; `bootstrap = False` says that resampling would bias the metric (a property of the set of
     lists, as coverage, which falls when resampling repeats impressions), and `once compare` then reports its
     value and difference without an interval or a p-value. `needs_vectors = True` asks the engine to fill
-    `ScoredSplit.item_vectors`.
+    `ScoredSplit.item_vectors`. `needs_labels = False` says the metric reads no clicks (a beyond-accuracy
+    metric), so it can also measure the lists `once recommend --measure` gives; left out, it counts as True.
     """
 
     columns: tuple[str, ...]

@@ -280,3 +280,26 @@ def test_the_real_pretrained_smollm2_runs_from_its_gguf_file(registry):
         full = model.encode_items(items)
         encoder.use_cache(build_cache(model, data, batch_size=32, device=torch.device("cpu")))
         assert torch.allclose(model.encode_items(items), full, atol=1e-4)
+
+
+def test_a_new_item_from_its_fields_encodes_as_the_datas_own(dire):
+    """`once serve`'s new items: the template filled, the checkpoint's tokenizer, the same vector as the item the
+    data has with those fields; and a cached encoder, whose frozen layers are gone, says it cannot."""
+    from once.data.prepare import new_item_features
+
+    resolved = dire("bert", "model.item.lora=null")
+    data = load_data(resolved)
+    model = build_recommender(resolved, data).eval()
+    tokenizer = resolved.build("tokenizer")
+    tokenizer.restore(data.tokenizer_state)
+    vocab = data.category_vocab["category"]
+    items = [3, 7]
+    rows = [{"title": data.titles[i], "category": vocab[int(data.features["category"][i])]} for i in items]
+    features = new_item_features(data, resolved.recipe.items, tokenizer, rows)
+    assert torch.equal(features["prompt"], data.features["prompt"][items])
+    features["item"] = torch.full((len(items),), -1)
+    with torch.no_grad():
+        assert torch.allclose(model.item_encoder(features), model.encode_items(torch.tensor(items)), atol=1e-5)
+    assert model.item_encoder.encodes_new_items
+    model.item_encoder.use_cache(build_cache(model, data, batch_size=16, device=torch.device("cpu")))
+    assert not model.item_encoder.encodes_new_items

@@ -262,7 +262,7 @@ def test_summaries_and_generated_items_merge_into_training(tmp_path, registry):
     cold, warm = result.test_groups["cold users (history <= 5)"], result.test_groups["warm users"]
     assert cold["impressions"] + warm["impressions"] == len(users)
 
-    from once.serve import load_run
+    from once.trained import load_run
 
     model = load_run(result.run.path, registry).model
     history = torch.tensor([list(test.history[0][-5:])])

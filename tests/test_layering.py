@@ -30,10 +30,11 @@ LAYERS: list[dict[str, set[str]]] = [
     {"model": {"once.model", "once.states", "once.checkpoint"}},
     {
         "running": {
-            "once.assembly", "once.evaluate", "once.measure", "once.train", "once.runs", "once.compare", "once.serve",
+            "once.assembly", "once.evaluate", "once.measure", "once.train", "once.runs", "once.compare", "once.trained",
             "once.significance", "once.seeds",
         },
     },
+    {"serving": {"once.server", "once.server.*"}},
     {"commands": {"once.cli", "once.__main__", "once.genre.cli", "once.commands", "once.commands.*"}},
     {"api": {"once.api"}},
 ]

@@ -32,7 +32,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         from once.files import write_atomic
         from once.measure import MetricSuite, category_fields, measure, save_impressions
         from once.runs import TEST_IMPRESSIONS
-        from once.serve import load_run
+        from once.trained import load_run
 
         loaded = load_run(run_dir, registry)
         if split not in loaded.data.splits:

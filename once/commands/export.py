@@ -22,7 +22,7 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         out_dir: Annotated[Path, typer.Argument(help="Folder for the vectors and id maps.")],
     ):
         """Write item and user vectors (safetensors) with their id maps, for an ANN index."""
-        from once.serve import TrainedModel
+        from once.trained import TrainedModel
 
         counts = TrainedModel(run_dir, registry).export(out_dir)
         out.print(f"wrote {counts['items']} item and {counts['users']} user vectors to {out_dir}")

@@ -58,6 +58,7 @@ class PreparedData:
     features: dict[str, torch.Tensor]  # text field -> (items, tokens); category field -> (items,)
     text_lengths: dict[str, int]
     category_sizes: dict[str, int]
+    category_vocab: dict[str, list[str]]  # category field -> its values, "" (none, id 0) first
     users: list[str]  # every user id: "" first, then the users seen in training, then the others
     known_users: int  # users[:known_users] are "" and the training users: the model's user indices
     titles: list[str]  # each item's title (or first text field), for showing recommendations
@@ -221,6 +222,48 @@ def _write(
     )
 
 
+def new_item_features(
+    data: PreparedData, items_section: ItemsSection, tokenizer: Tokenizer, rows: list[dict[str, str]]
+) -> dict[str, torch.Tensor]:
+    """The features of items the data does not have (each a dict of its fields' texts), made as the cache made
+    the data's own: templates filled, text tokenized to the same lengths by the restored tokenizer, categories
+    by the data's vocabulary (a value it lacks reads as none), entity features empty (no linker runs here).
+    Every field of a row must be one the run reads; an error names any other."""
+    wanted = _source_fields(items_section)
+    for number, row in enumerate(rows):
+        unknown = sorted(set(row) - wanted)
+        if unknown:
+            raise DataError(
+                f"item {number} has field(s) {', '.join(unknown)}, which this run does not read",
+                hint=f"Fields this run reads: {', '.join(sorted(wanted))}.",
+            )
+    text = {field: [row.get(field, "") for row in rows] for field in wanted - set(items_section.categories)}
+    for name, template in items_section.templates.items():
+        text[name] = [template.format_map({f: row.get(f, "") for f in template_fields(template)}) for row in rows]
+    features: dict[str, torch.Tensor] = {}
+    for field, length in data.text_lengths.items():
+        values = [value or None for value in text.get(field, [""] * len(rows))]
+        features[field] = _token_matrix(values, tokenizer, length, f"tokenizing {field}").long()
+    for field, vocab in data.category_vocab.items():
+        index = {value: i for i, value in enumerate(vocab)}
+        features[field] = torch.tensor([index.get(row.get(field, ""), 0) for row in rows], dtype=torch.long)
+    for field in items_section.entities:
+        features[f"{field}_entities"] = torch.zeros_like(features[field])
+    return features
+
+
+def _source_fields(items_section: ItemsSection) -> set[str]:
+    """The dataset fields a recipe's items are made from: its text fields (templates: the fields they name) and
+    its category fields."""
+    fields = set(items_section.categories)
+    for field in items_section.text:
+        template = items_section.templates.get(field)
+        fields.update(template_fields(template) if template is not None else [field])
+    for template in items_section.templates.values():
+        fields.update(template_fields(template))
+    return fields
+
+
 def _entity_features(
     features: dict[str, torch.Tensor], items: Items, fields: list[str], tokenizer: Tokenizer, text: dict[str, int]
 ) -> list[str]:
@@ -334,6 +377,7 @@ def _read(folder: Path, key: str) -> PreparedData:
         features=features,
         text_lengths=meta["text_lengths"],
         category_sizes={f: len(v) for f, v in meta["category_vocab"].items()},
+        category_vocab=meta["category_vocab"],
         users=meta["users"],
         known_users=meta["known_users"],
         titles=meta["titles"],

@@ -18,6 +18,8 @@ from once_plugins.baselines.parts import OverlapOptions, PoolOptions, Popularity
 class RandomItems(nn.Module):
     """A fixed standard-normal vector per item."""
 
+    encodes_new_items = False  # a vector per known item, none for a new one
+
     def __init__(self, options: RandomOptions, context) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(options.seed)
@@ -30,6 +32,8 @@ class RandomItems(nn.Module):
 
 class PopularityItems(nn.Module):
     """log(1 + clicks in training) as a 1-d vector."""
+
+    encodes_new_items = False  # a vector per known item, none for a new one
 
     def __init__(self, options: PopularityOptions, context) -> None:
         super().__init__()

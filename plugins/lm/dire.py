@@ -86,6 +86,9 @@ class TransformersTokenizer:
     def state(self) -> dict:
         return {"kind": "transformers", "path": str(self.options.path), "gguf_file": self.options.gguf_file}
 
+    def restore(self, state: dict) -> None:
+        """Nothing to take back: the vocabulary is the checkpoint's, loaded when built."""
+
     def word_vectors(self) -> None:
         return None
 
@@ -262,6 +265,11 @@ class LmItemEncoder(nn.Module):
         return captured["states"], mask
 
     # -- encoding --
+
+    @property
+    def encodes_new_items(self) -> bool:
+        """Whether an item the cache lacks can be encoded: not once the frozen layers were dropped for the cache."""
+        return self.model is not None
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         tokens = features[self.field]

@@ -59,6 +59,8 @@ class MinerUserEncoder(nn.Module):
 
 
 class MinerPredictor(nn.Module):
+    retrieves_by_inner_product = True  # each interest's score is its inner product with the candidate
+
     def __init__(self, options: MinerPredictorOptions, context) -> None:
         super().__init__()
         if context.candidate_aware_users:

@@ -12,6 +12,8 @@ from once_plugins.predictors.parts import DotOptions
 class DotPredictor(nn.Module):
     """score = user . candidate"""
 
+    retrieves_by_inner_product = True
+
     def __init__(self, options: DotOptions, context) -> None:
         super().__init__()
         if context.user_vectors > 1:

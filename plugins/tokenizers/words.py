@@ -53,6 +53,9 @@ class WordsTokenizer:
     def state(self) -> dict:
         return {"vocab": list(self.vocab)}
 
+    def restore(self, state: dict) -> None:
+        self.vocab = {word: i for i, word in enumerate(state["vocab"])}
+
     def word_vectors(self) -> torch.Tensor | None:
         """Rows of the vectors file for the vocabulary (small random rows for words it lacks), or None."""
         path = self.options.vectors

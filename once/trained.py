@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from once.assembly import assemble, load_data, pick_device, set_execution
 from once.checkpoint import load_model, save_tensors
-from once.data.prepare import PreparedData
+from once.data.prepare import PreparedData, new_item_features
 from once.errors import DataError, OnceError, closest
 from once.evaluate import encode_all_items
 from once.files import read_text, write_json
@@ -65,7 +66,9 @@ class TrainedModel:
         self.model, self.device = loaded.model, loaded.device
         batch_size = self.resolved.recipe.eval.batch_size
         self.item_vectors = encode_all_items(self.model, self.data.num_items, batch_size, self.device)
-        self.item_index = {item: i for i, item in enumerate(self.data.item_ids) if i}
+        self.item_ids, self.titles = list(self.data.item_ids), list(self.data.titles)  # grow with added items
+        self.item_index = {item: i for i, item in enumerate(self.item_ids) if i}
+        self._tokenizer = None
         self.user_lookup = {user: i for i, user in enumerate(self.data.users) if i}
         self._latest = self._latest_histories()
         self._clicked = self._clicked_items()
@@ -111,19 +114,21 @@ class TrainedModel:
         split, row = self._latest[user]
         return self.data.splits[split].history[row]
 
-    def histories(self, users: list[int]) -> torch.Tensor:
-        """(len(users), max_history) item indices: each user's most recent history, padded with 0."""
+    def histories(self, users: list[int], given: list[np.ndarray] | None = None) -> torch.Tensor:
+        """(len(users), max_history) item indices, padded with 0: each user's most recent history, or the
+        histories `given` (their latest max_history items)."""
         width = self.resolved.recipe.train.max_history
         histories = np.zeros((len(users), width), dtype=np.int64)
         for i, user in enumerate(users):
-            items = self.history(user)[-width:]
+            items = (self.history(user) if given is None else given[i])[-width:]
             histories[i, : len(items)] = items
         return torch.from_numpy(histories).to(self.device)
 
     @torch.no_grad()
-    def user_vectors(self, users: list[int]) -> torch.Tensor:
+    def user_vectors(self, users: list[int], given: list[np.ndarray] | None = None) -> torch.Tensor:
         """(len(users), dim), or (len(users), K, dim) for a multi-interest model: each user from their most recent
-        history. A candidate-aware model has no vector per user: an error that says so."""
+        history, or from the histories `given` (user 0 with a history: a user the model has never seen). A
+        candidate-aware model has no vector per user: an error that says so."""
         if self.model.candidate_aware:
             raise OnceError(
                 "this model's user vectors depend on the candidate (a candidate-aware user encoder), so users have "
@@ -134,18 +139,21 @@ class TrainedModel:
         batch_size = self.resolved.recipe.eval.batch_size
         for start in range(0, len(users), batch_size):
             chunk = users[start : start + batch_size]
-            history = self.histories(chunk)
+            history = self.histories(chunk, None if given is None else given[start : start + batch_size])
             users_tensor = torch.tensor(chunk, dtype=torch.long, device=self.device)
             parts.append(self.model.encode_users(self.item_vectors[history], history, users_tensor))
         return torch.cat(parts) if parts else torch.zeros(0, self.model.user_encoder.dim)
 
     @torch.no_grad()
-    def pool_scores(self, user: int, pool: torch.Tensor, vector: torch.Tensor | None) -> torch.Tensor:
-        """(len(pool),) scores of one user for the items in `pool`: through the user's cached vector, or for a
-        candidate-aware model through the user encoder with the pool as candidates, in chunks."""
+    def pool_scores(
+        self, user: int, pool: torch.Tensor, vector: torch.Tensor | None, given: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """(len(pool),) scores of one user for the items in `pool`: through the user's vector, or for a
+        candidate-aware model through the user encoder with the pool as candidates, in chunks (from the user's
+        latest history, or the history `given`)."""
         if vector is not None:
             return self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
-        history = self.histories([user])
+        history = self.histories([user], None if given is None else [given])
         users_tensor = torch.tensor([user], dtype=torch.long, device=self.device)
         step = max(1, self.resolved.recipe.eval.batch_size)
         parts = [
@@ -169,26 +177,78 @@ class TrainedModel:
         return list(dict.fromkeys(found))  # each candidate once, in file order
 
     @torch.no_grad()
-    def recommend(
-        self, users: list[str], top: int = 10, candidates: list[int] | None = None, include_history: bool = False
-    ) -> dict[str, list[Recommendation]]:
-        """The `top` best-scored items for each user, among `candidates` (default: every item)."""
+    def scored_pools(
+        self, users: list[str], candidates: list[int] | None = None, include_history: bool = False
+    ) -> Iterator[tuple[str, int, torch.Tensor, torch.Tensor]]:
+        """(user, user index, pool, scores) per user: the model's scores of `candidates` (default: every item),
+        -inf for the items the user already has unless `include_history`."""
         indices = [self.user_index(u) for u in users]
-        pool = torch.tensor(candidates if candidates is not None else range(1, self.data.num_items), device=self.device)
+        pool = torch.tensor(candidates if candidates is not None else range(1, len(self.item_ids)), device=self.device)
         vectors = [None] * len(indices) if self.model.candidate_aware else self.user_vectors(indices)
-        results = {}
         for user, index, vector in zip(users, indices, vectors, strict=True):
             scores = self.pool_scores(index, pool, vector)
             if not include_history:
                 seen = torch.from_numpy(self.seen(index)).to(self.device)
                 scores = scores.masked_fill(torch.isin(pool, seen), float("-inf"))
+            yield user, index, pool, scores
+
+    def recommend(
+        self, users: list[str], top: int = 10, candidates: list[int] | None = None, include_history: bool = False
+    ) -> dict[str, list[Recommendation]]:
+        """The `top` best-scored items for each user, among `candidates` (default: every item)."""
+        results = {}
+        for user, _, pool, scores in self.scored_pools(users, candidates, include_history):
             best = scores.topk(min(top, len(pool)))
             results[user] = [
-                Recommendation(self.data.item_ids[i], self.data.titles[i], float(s))
+                Recommendation(self.item_ids[i], self.titles[i], float(s))
                 for i, s in zip(pool[best.indices].tolist(), best.values.tolist(), strict=True)
                 if s != float("-inf")
             ]
         return results
+
+    @property
+    def encodes_new_items(self) -> str | None:
+        """None when the run can encode items it has never seen; else why not."""
+        if not getattr(self.model.item_encoder, "encodes_new_items", True):
+            return (
+                "this run's item encoder cannot encode items the data lacks: its vectors come from per-item state "
+                "(the popularity baseline; DIRE's cached hidden states, whose frozen layers were not loaded)"
+            )
+        if not hasattr(self.resolved.build("tokenizer"), "restore"):
+            return "this run's tokenizer cannot restore its vocabulary (it has no restore(state))"
+        return None
+
+    @torch.no_grad()
+    def encode_new_items(self, rows: list[dict[str, str]]) -> torch.Tensor:
+        """(len(rows), item_dim): items the data does not have, from their fields, by the run's tokenizer and item
+        encoder (`new_item_features`); item index -1 tells the encoder they are new."""
+        why = self.encodes_new_items
+        if why is not None:
+            raise OnceError(why, hint="Serve a run whose item encoder reads the items' text.")
+        if self._tokenizer is None:
+            tokenizer = self.resolved.build("tokenizer")
+            tokenizer.restore(self.data.tokenizer_state)
+            self._tokenizer = tokenizer
+        features = new_item_features(self.data, self.resolved.recipe.items, self._tokenizer, rows)
+        step = self.resolved.recipe.eval.batch_size
+        parts = []
+        for start in range(0, len(rows), step):
+            chunk = {field: values[start : start + step].to(self.device) for field, values in features.items()}
+            chunk["item"] = torch.full((len(next(iter(chunk.values()))),), -1, dtype=torch.long, device=self.device)
+            parts.append(self.model.item_encoder(chunk).float())
+        return torch.cat(parts) if parts else torch.zeros(0, self.model.item_encoder.dim, device=self.device)
+
+    def add_items(self, ids: list[str], titles: list[str], vectors: torch.Tensor) -> list[int]:
+        """Append items with their vectors (from `encode_new_items`); returns their indices. Ids must be new."""
+        taken = [item for item in ids if item in self.item_index]
+        if taken or len(set(ids)) < len(ids):
+            raise DataError(f"item id(s) already in the catalogue: {', '.join(taken or ids)}")
+        first = len(self.item_ids)
+        self.item_vectors = torch.cat([self.item_vectors, vectors.to(self.item_vectors)])
+        self.item_ids += ids
+        self.titles += titles
+        self.item_index.update({item: first + i for i, item in enumerate(ids)})
+        return list(range(first, first + len(ids)))
 
     def export(self, out: Path) -> dict[str, int]:
         """Item and user vectors as safetensors with their id maps, ready for an ANN index."""

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from once.cli import run as cli
 from once.errors import DataError, OnceError
 from once.recipe import load_recipe
-from once.serve import TrainedModel
 from once.train import train
+from once.trained import TrainedModel
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,36 @@ def test_a_user_conditioned_model_evaluates_but_refuses_to_rank_without_item_vec
     assert f"{result.test['auc']:.4f}" in capsys.readouterr().out
     assert cli(["recommend", str(result.run.path), "--user", "U1"], registry) == 2
     assert "user-conditioned item encoder" in " ".join(capsys.readouterr().err.split())
+
+
+def test_recommend_measures_its_lists_by_the_recipes_beyond_accuracy_metrics(registry, tmp_path, capsys):
+    import math
+
+    import numpy as np
+
+    from once.model import item_clicks
+
+    metrics = "eval.metrics=[auc, ild, coverage, novelty, personalisation]"
+    overrides = [*TINY, "train.epochs=1", metrics]
+    run_dir = train(load_recipe("demo", registry, overrides), runs_root=tmp_path / "runs").run.path
+    out = tmp_path / "recs.jsonl"
+    command = ["recommend", str(run_dir), "--top", "5", "--measure", "--out", str(out)]
+    assert cli([*command, *(f"--user=U{i}" for i in range(1, 31))], registry) == 0
+    assert "novelty@5" in capsys.readouterr().out
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    measured = json.loads((tmp_path / "recs.jsonl.metrics.json").read_text())
+    assert measured["users"] == 30 and "auc" not in measured  # AUC reads clicks: lists have none
+    trained = TrainedModel(run_dir, registry)
+    listed = [[trained.item_index[i] for i in line["items"]] for line in lines]
+    # coverage: the share of the catalogue (every item some user could be recommended) in some list
+    everything = set(range(1, trained.data.num_items))
+    catalogue = set().union(
+        *(everything - set(trained.seen(trained.user_index(f"U{i}")).tolist()) for i in range(1, 31))
+    )
+    assert measured["coverage@5"] == pytest.approx(len({i for items in listed for i in items}) / len(catalogue))
+    clicks = item_clicks(trained.data).numpy().astype(float)
+    information = -np.log2((clicks + 1) / (clicks.sum() + len(clicks)))
+    assert measured["novelty@5"] == pytest.approx(np.mean([information[items].mean() for items in listed]))
+    overlap = [len(set(a) & set(b)) / 5 for n, a in enumerate(listed) for b in listed[n + 1 :]]
+    assert measured["personalisation@5"] == pytest.approx(1 - np.mean(overlap))
+    assert 0 < measured["ild_vectors@5"] <= 2 and not math.isnan(measured["ild_vectors@5"])
