@@ -17,6 +17,7 @@ from once.metrics import head_items
 from once.model import item_clicks
 from once.protocols import Metric, MetricContext, ScoredSplit
 from once.recipe import ResolvedRecipe
+from once.trained import TrainedModel
 
 SAVED = (
     "impression_ids",
@@ -39,8 +40,11 @@ class MetricSuite:
     metrics: tuple[Metric, ...]
 
     @classmethod
-    def build(cls, resolved: ResolvedRecipe, categories: tuple[str, ...]) -> MetricSuite:
-        context = MetricContext(k=tuple(resolved.recipe.eval.k), categories=categories)
+    def build(
+        cls, resolved: ResolvedRecipe, categories: tuple[str, ...], k: tuple[int, ...] | None = None
+    ) -> MetricSuite:
+        """The recipe's metrics, at its cut-offs eval.k or at `k`."""
+        context = MetricContext(k=tuple(resolved.recipe.eval.k) if k is None else k, categories=categories)
         metrics = tuple(part.load()(options, context) for part, options in resolved.metrics)
         seen: dict[str, str] = {}
         for (part, _), metric in zip(resolved.metrics, metrics, strict=True):
@@ -53,6 +57,11 @@ class MetricSuite:
                     )
                 seen[column] = part.name
         return cls(metrics)
+
+    def without_labels(self) -> MetricSuite:
+        """The metrics that read no click labels (beyond accuracy): what a list of recommendations can be measured
+        by. A metric that does not say (`needs_labels`) is taken to read them."""
+        return MetricSuite(tuple(metric for metric in self.metrics if not getattr(metric, "needs_labels", True)))
 
     @property
     def columns(self) -> list[str]:
@@ -122,6 +131,38 @@ def measure(
     scored = scored_split(data, split, scores, None if vectors is None else vectors.cpu().numpy())
     values = suite.values(scored)
     return scores, scored, values, suite.summary(scored, values=values)
+
+
+def measure_lists(
+    trained: TrainedModel, users: list[str], top: int, candidates: list[int] | None, include_history: bool
+) -> dict[str, float]:
+    """The recipe's beyond-accuracy metrics at k = `top` over the full-catalogue lists `once recommend` gives these
+    users: one row per user, its candidates every item the user could be recommended (the catalogue of coverage
+    and Gini), scored by the model."""
+    data = trained.data
+    suite = MetricSuite.build(trained.resolved, category_fields(data), (top,)).without_labels()
+    if not suite.metrics:
+        raise RecipeError(
+            "the recipe's eval.metrics have none that measures lists without clicks",
+            where="eval.metrics",
+            hint="Add beyond-accuracy metrics, e.g. --set 'eval.metrics=[auc, ild, coverage, novelty]' at training.",
+        )
+    pools, scores, histories = [], [], []
+    for _, index, pool, values in trained.scored_pools(users, candidates, include_history):
+        keep = values != float("-inf")
+        pools.append(pool[keep].cpu().numpy())
+        scores.append(values[keep].cpu().numpy())
+        histories.append(trained.history(index))
+    lists = ScoredSplit(
+        labels=[np.zeros(len(p)) for p in pools],
+        scores=scores,
+        candidates=pools,
+        histories=histories,
+        item_clicks=item_clicks(data).numpy().astype(np.int64),
+        item_categories={field: data.features[field].numpy() for field in category_fields(data)},
+        item_vectors=trained.item_vectors.cpu().numpy(),
+    )
+    return suite.summary(lists)
 
 
 def history_groups(lengths: np.ndarray, bins: list[int]) -> dict[str, np.ndarray]:

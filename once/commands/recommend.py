@@ -29,12 +29,19 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             bool, typer.Option(help="Also rank items already in the user's history or clicked.")
         ] = False,
         out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here instead of tables.")] = None,
+        measure: Annotated[
+            bool,
+            typer.Option(
+                help="Also measure the lists by the recipe's beyond-accuracy metrics at k = --top (with --out: "
+                "written to OUT.metrics.json too)."
+            ),
+        ] = False,
     ):
         """Rank items for users with a trained model."""
         import json
 
         from once.files import read_text, write_atomic
-        from once.serve import TrainedModel
+        from once.trained import TrainedModel
 
         wanted = list(user or [])
         if users_file:
@@ -45,6 +52,19 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         trained = TrainedModel(run_dir, registry)
         pool = trained.candidates_from_file(candidates) if candidates else None
         results = trained.recommend(wanted, top, pool, include_history)
+        if measure:
+            from once.files import write_json
+            from once.measure import measure_lists
+
+            values = measure_lists(trained, wanted, top, pool, include_history)
+            table = Table(title=f"the {len(wanted)} lists, by the recipe's beyond-accuracy metrics")
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for name, value in values.items():
+                table.add_row(name, f"{value:.4f}")
+            out.print(table)
+            if out_file:
+                write_json(out_file.with_name(out_file.name + ".metrics.json"), {"users": len(wanted), **{k: None if v != v else v for k, v in values.items()}})
         if out_file:
             lines = [
                 json.dumps({"user": u, "items": [r.item for r in recs], "scores": [r.score for r in recs]}) + "\n"

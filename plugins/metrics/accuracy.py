@@ -24,6 +24,7 @@ class _PerImpression:
     per_impression = True
     bootstrap = True
     needs_vectors = False
+    needs_labels = True
     columns: tuple[str, ...]
 
     def __init__(self, options, context: MetricContext):
@@ -126,6 +127,7 @@ class GlobalAuc:
     per_impression = False
     bootstrap = True
     needs_vectors = False
+    needs_labels = True
 
     def __init__(self, options, context: MetricContext):
         pass

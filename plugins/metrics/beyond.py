@@ -17,6 +17,7 @@ class _AtCutoffs:
 
     name: str
     needs_vectors = False
+    needs_labels = False  # what a list holds, not what was clicked: `once recommend --measure` reads these too
 
     def __init__(self, options, context: MetricContext):
         self.k = context.k
@@ -68,19 +69,26 @@ class IntraListDiversity(_TopK):
         self.needs_vectors = options.by == "vectors"
         super().__init__(options, context)
 
-    def lists(self, split, items, shown, rows):
-        n = shown.sum(axis=1)
-        pairs = shown[:, :, None] & shown[:, None, :] & ~np.eye(items.shape[1], dtype=bool)
+    def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
+        # one pairwise matrix at the largest cut-off: a smaller cut-off's lists are its prefixes
+        items, _, shown = split.top(rows, max(self.k))
         if self.field is not None:
             categories = split.item_categories[self.field][items]
-            differ = categories[:, :, None] != categories[:, None, :]
-            return (differ & pairs).sum(axis=(1, 2)) / (n * (n - 1))
-        if split.item_vectors is None:
-            return np.full(len(rows), np.nan)
-        vectors = split.item_vectors[items].astype(np.float64)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-12)
-        cosine = np.einsum("rid,rjd->rij", vectors, vectors)
-        return np.where(pairs, 1 - cosine, 0).sum(axis=(1, 2)) / (n * (n - 1))
+            distance = (categories[:, :, None] != categories[:, None, :]).astype(np.float32)
+        elif split.item_vectors is None:
+            return {column: np.full(len(rows), np.nan) for column in self.columns}
+        else:
+            vectors = split.item_vectors[items].astype(np.float32, copy=False)
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-12)
+            distance = 1 - vectors @ vectors.transpose(0, 2, 1)
+        pairs = shown[:, :, None] & shown[:, None, :] & ~np.eye(items.shape[1], dtype=bool)
+        distance = np.where(pairs, distance, 0).astype(np.float64)
+        result = {}
+        for column, k in zip(self.columns, self.k, strict=True):
+            n = shown[:, :k].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result[column] = distance[:, :k, :k].sum(axis=(1, 2)) / (n * (n - 1))
+        return result
 
 
 class Novelty(_TopK):
