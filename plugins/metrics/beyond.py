@@ -78,8 +78,9 @@ class IntraListDiversity(_TopK):
         elif split.item_vectors is None:
             return {column: np.full(len(rows), np.nan) for column in self.columns}
         else:
-            vectors = split.item_vectors[items].astype(np.float32, copy=False)
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-12)
+            table = split.item_vectors.astype(np.float32, copy=False)
+            unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)  # each item once
+            vectors = unit[items]
             distance = 1 - vectors @ vectors.transpose(0, 2, 1)
         pairs = shown[:, :, None] & shown[:, None, :] & ~np.eye(items.shape[1], dtype=bool)
         distance = np.where(pairs, distance, 0).astype(np.float64)
@@ -166,18 +167,27 @@ class _Lists(_AtCutoffs):
     per_impression = False
     bootstrap = False
 
-    def together(self, split: ScoredSplit, rows: np.ndarray, k: int) -> float:
+    def together(self, split: ScoredSplit, rows: np.ndarray, k: int, catalogue: np.ndarray) -> float:
+        """The metric of the rows' top-k lists; `catalogue`: every item that was a candidate of the rows."""
         raise NotImplementedError
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
-        return {c: self.together(split, rows, k) for c, k in zip(self.columns, self.k, strict=True)}
+        catalogue = _catalogue(split, rows)
+        return {c: self.together(split, rows, k, catalogue) for c, k in zip(self.columns, self.k, strict=True)}
 
 
-def _exposure(split: ScoredSplit, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Over the catalogue (every item that was a candidate of the rows): how often each is in a top k."""
-    catalogue = np.unique(np.concatenate([split.candidates[row] for row in rows]))
+def _catalogue(split: ScoredSplit, rows: np.ndarray) -> np.ndarray:
+    """Every item that was a candidate of the rows, sorted (read off the ranking: one array, no loop over rows)."""
+    items, _, shown = split.ranking
+    present = np.zeros(len(split.item_clicks), bool)
+    present[items[rows][shown[rows]]] = True
+    return np.flatnonzero(present)
+
+
+def _exposure(split: ScoredSplit, rows: np.ndarray, k: int, catalogue: np.ndarray) -> np.ndarray:
+    """How often each catalogue item is in a top k of the rows."""
     items, _, shown = split.top(rows, k)
-    return catalogue, np.bincount(np.searchsorted(catalogue, items[shown]), minlength=len(catalogue))
+    return np.bincount(items[shown], minlength=len(split.item_clicks))[catalogue]
 
 
 class Coverage(_Lists):
@@ -186,9 +196,8 @@ class Coverage(_Lists):
 
     name = "coverage"
 
-    def together(self, split, rows, k):
-        catalogue, counts = _exposure(split, rows, k)
-        return float((counts > 0).sum() / len(catalogue))
+    def together(self, split, rows, k, catalogue):
+        return float((_exposure(split, rows, k, catalogue) > 0).sum() / len(catalogue))
 
 
 class ExposureGini(_Lists):
@@ -197,9 +206,8 @@ class ExposureGini(_Lists):
 
     name = "gini"
 
-    def together(self, split, rows, k):
-        _, counts = _exposure(split, rows, k)
-        counts = np.sort(counts).astype(np.float64)
+    def together(self, split, rows, k, catalogue):
+        counts = np.sort(_exposure(split, rows, k, catalogue)).astype(np.float64)
         n = len(counts)
         j = np.arange(1, n + 1)
         return float(((2 * j - n - 1) * counts).sum() / (n * counts.sum()))
@@ -212,12 +220,11 @@ class Personalisation(_Lists):
 
     name = "personalisation"
 
-    def together(self, split, rows, k):
+    def together(self, split, rows, k, catalogue):
         n = len(rows)
         if n < 2:
             return float("nan")
-        catalogue = np.unique(np.concatenate([split.candidates[row] for row in rows]))
         items, _, shown = split.top(rows, k)
         weights = np.broadcast_to(1 / np.sqrt(shown.sum(axis=1, keepdims=True)), shown.shape)[shown]
-        totals = np.bincount(np.searchsorted(catalogue, items[shown]), weights, minlength=len(catalogue))
+        totals = np.bincount(items[shown], weights)  # per item; items in no list add nothing
         return float(1 - ((totals**2).sum() - n) / (n * (n - 1)))
