@@ -64,7 +64,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
                 table.add_row(name, f"{value:.4f}")
             out.print(table)
             if out_file:
-                write_json(out_file.with_name(out_file.name + ".metrics.json"), {"users": len(wanted), **{k: None if v != v else v for k, v in values.items()}})
+                defined = {name: None if value != value else value for name, value in values.items()}  # NaN: null
+                write_json(out_file.with_name(out_file.name + ".metrics.json"), {"users": len(wanted), **defined})
         if out_file:
             lines = [
                 json.dumps({"user": u, "items": [r.item for r in recs], "scores": [r.score for r in recs]}) + "\n"
