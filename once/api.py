@@ -37,6 +37,8 @@ from once.protocols import (
     SchemeContext,
     ScoredSplit,
     Tokenizer,
+    Tracker,
+    TrackerContext,
     UserEncoder,
 )
 from once.recipe import RecipePath
@@ -104,6 +106,8 @@ __all__ = [
     "ScoredSplit",
     "StateCache",
     "Tokenizer",
+    "Tracker",
+    "TrackerContext",
     "UserEncoder",
     "auc",
     "building",

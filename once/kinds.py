@@ -19,7 +19,8 @@ class Kind:
     recipe_key: tuple[str, ...] | None  # the recipe section naming one part of this kind; None: named elsewhere
     protocol: type  # what the implementation returns (once.protocols)
     summary: str  # one line, for the hook's docstring and `once plugins`
-    elsewhere: str = ""  # recipe_key None: the fragment naming a part, "{name}" filled in, options 3 levels deep
+    elsewhere: str = ""  # recipe_key None: the fragment naming a part, "{name}" filled in
+    elsewhere_depth: int = 3  # how deep a part's options sit in that fragment
 
     @property
     def label(self) -> str:
@@ -28,7 +29,7 @@ class Kind:
     @property
     def depth(self) -> int:
         """How deep a part's options sit in its recipe fragment."""
-        return len(self.recipe_key) if self.recipe_key else 3
+        return len(self.recipe_key) if self.recipe_key else self.elsewhere_depth
 
     def snippet(self, name: str) -> str:
         """A recipe fragment that uses the part `name` of this kind."""
@@ -54,6 +55,10 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "metric", "register_metrics", None, protocols.Metric, "scored impressions -> a number (eval.metrics)",
         "eval:\n  metrics:\n    - name: {name}\n",
+    ),
+    Kind(
+        "tracker", "register_trackers", None, protocols.Tracker, "training progress -> an experiment tracker (track)",
+        "track:\n  - name: {name}\n", 2,
     ),
 )
 BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}

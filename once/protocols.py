@@ -273,6 +273,40 @@ class Metric(Protocol):
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True)
+class TrackerContext:
+    """What a tracker is built with, at the start of a run (rank 0 only)."""
+
+    run_dir: Path  # the run directory (a tracker that writes files puts them here)
+    run_name: str  # its folder name, e.g. demo-20261203-101500-ab12cd34
+    recipe_name: str  # the recipe's short name (an experiment name)
+    recipe: dict[str, Any]  # the fully resolved recipe, as `once recipe show` prints it
+    fingerprint: str
+    versions: dict[str, str]  # python, torch, once and every plugin distribution
+
+
+class Tracker(Protocol):
+    """An experiment tracker, built as `implementation(options, TrackerContext)`; a recipe lists it in `track`.
+
+    Built when the run starts (it records the recipe, fingerprint and versions then). `step(step, values)`: every
+    `every` optimizer steps (its option), the click loss, each auxiliary loss term, the learning rate and
+    samples/s. `epoch(epoch, values)`: the epoch's training loss and dev metrics (`dev/auc`...). `finish(test,
+    groups, artifacts)`: the test metrics, the metrics by group (`{group: {metric: value}}`) and the run's result
+    files. `close()` last, also when training fails or is interrupted. A tracker that raises is reported once and
+    turned off for the run; training goes on.
+    """
+
+    every: int
+
+    def step(self, step: int, values: dict[str, float]) -> None: ...
+
+    def epoch(self, epoch: int, values: dict[str, float]) -> None: ...
+
+    def finish(self, test: dict[str, float], groups: dict[str, dict[str, float]], artifacts: list[Path]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class CachingEncoder(Protocol):
     """Optional, for an item encoder with frozen lower layers whose output `once cache` can store (DIRE)."""

@@ -13,7 +13,7 @@ import importlib.resources
 import json
 import os
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -229,11 +229,16 @@ class Recipe(Strict):
     eval: EvalSection = EvalSection()
     augment: AugmentSection = AugmentSection()
     genre: GenreSection = GenreSection()
+    track: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="experiment trackers (`once plugins --kind tracker`): a name or {name: ..., options} each;"
+        " `once train --track NAME` adds one (not part of the fingerprint)",
+    )
 
 
 # recipe key -> kind of plugin it names
 SLOTS: dict[tuple[str, ...], str] = {kind.recipe_key: kind.name for kind in KINDS if kind.recipe_key}
-NOT_FINGERPRINTED = ("description", "requires", "genre", "threads", "deterministic")  # how, not what, is run
+NOT_FINGERPRINTED = ("description", "requires", "genre", "threads", "deterministic", "track")  # how, not what
 MAX_RECIPE_BYTES = 1_000_000
 
 
@@ -248,6 +253,7 @@ class ResolvedRecipe:
     source: str  # where it came from, for messages
     name: str  # short name for run directories
     metrics: tuple[tuple[Part, BaseModel], ...] = ()  # eval.metrics: each metric part with its validated options
+    trackers: tuple[tuple[Part, BaseModel], ...] = ()  # track: each tracker part with its validated options
 
     @property
     def fingerprint(self) -> str:
@@ -386,29 +392,59 @@ def resolve_recipe(
         node[slot[-1]] = {"name": choice.name, **validated.model_dump(mode="json")}
     for key in recipe.genre.schemes:  # checked now, so `once recipe validate` catches a bad scheme too
         scheme_options(recipe.genre, key, registry, label, lines)
-    chosen = [metric_options(recipe.eval, i, registry, label, lines) for i in range(len(recipe.eval.metrics))]
-    resolved["eval"]["metrics"] = [{"name": part.name, **opts.model_dump(mode="json")} for part, opts in chosen]
-    return ResolvedRecipe(recipe, parts, options, resolved, label, name, tuple(chosen))
+    metrics = listed_parts("metric", ("eval", "metrics"), recipe.eval.metrics, registry, label, lines)
+    resolved["eval"]["metrics"] = [{"name": part.name, **opts.model_dump(mode="json")} for part, opts in metrics]
+    trackers = listed_parts("tracker", ("track",), recipe.track, registry, label, lines)
+    resolved["track"] = [{"name": part.name, **opts.model_dump(mode="json")} for part, opts in trackers]
+    return ResolvedRecipe(recipe, parts, options, resolved, label, name, metrics, trackers)
 
 
-def metric_options(
-    section: EvalSection, index: int, registry: Registry, label: str = "recipe", lines: dict | None = None
-) -> tuple[Part, BaseModel]:
-    """The metric that `eval.metrics[index]` names (a name, or a mapping with `name` and options), validated."""
-    entry = section.metrics[index]
-    choice = {"name": entry} if isinstance(entry, str) else dict(entry)
-    where = _where(label, _line_of(lines or {}, ("eval", "metrics")))
-    if not isinstance(choice.get("name"), str):
-        raise RecipeError(f"eval.metrics[{index}]: each metric needs a name", where=where)
-    name = choice.pop("name")
-    try:
-        part = registry.get("metric", name)
-    except PluginError as error:
-        raise RecipeError(f"eval.metrics[{index}]: {error.message}", where=where, hint=error.hint) from None
-    try:
-        return part, part.options.model_validate(choice)
-    except ValidationError as error:
-        raise validation_error(error, part.options, ("eval", "metrics", str(index)), label, lines) from None
+def with_trackers(resolved: ResolvedRecipe, names: list[str], registry: Registry) -> ResolvedRecipe:
+    """The recipe with trackers added (`once train --track NAME`, repeatable; a resumed run too: trackers are not
+    part of the fingerprint)."""
+    if not names:
+        return resolved
+    added = listed_parts("tracker", ("--track",), list(names), registry, resolved.source)
+    entries = [*resolved.recipe.track, *names]
+    data = {
+        **resolved.data,
+        "track": [*resolved.data["track"], *({"name": p.name, **o.model_dump(mode="json")} for p, o in added)],
+    }
+    return replace(
+        resolved,
+        recipe=resolved.recipe.model_copy(update={"track": entries}),
+        data=data,
+        trackers=(*resolved.trackers, *added),
+    )
+
+
+def listed_parts(
+    kind: str,
+    key: tuple[str, ...],
+    entries: list[str | dict[str, Any]],
+    registry: Registry,
+    label: str = "recipe",
+    lines: dict | None = None,
+) -> tuple[tuple[Part, BaseModel], ...]:
+    """The parts a recipe list names (`eval.metrics`, `track`: each a name, or a mapping with `name` and
+    options), looked up and validated; an error names the entry."""
+    where = _where(label, _line_of(lines or {}, key))
+    listed = []
+    for index, entry in enumerate(entries):
+        at = f"{'.'.join(key)}[{index}]"
+        choice = {"name": entry} if isinstance(entry, str) else dict(entry)
+        if not isinstance(choice.get("name"), str):
+            raise RecipeError(f"{at}: each entry needs a name", where=where)
+        name = choice.pop("name")
+        try:
+            part = registry.get(kind, name)
+        except PluginError as error:
+            raise RecipeError(f"{at}: {error.message}", where=where, hint=error.hint) from None
+        try:
+            listed.append((part, part.options.model_validate(choice)))
+        except ValidationError as error:
+            raise validation_error(error, part.options, (*key, str(index)), label, lines) from None
+    return tuple(listed)
 
 
 def scheme_options(

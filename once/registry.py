@@ -13,7 +13,7 @@ import pluggy
 from pydantic import BaseModel
 
 from once import hookspecs
-from once.errors import PluginError, closest
+from once.errors import OnceError, PluginError, closest
 from once.kinds import KINDS
 from once.protocols import Register
 
@@ -46,6 +46,8 @@ class Part:
             target: Any = importlib.import_module(module)
             for name in attribute.split("."):
                 target = getattr(target, name)
+        except OnceError:  # the module explains itself (e.g. which extra installs its dependency)
+            raise
         except Exception as error:  # a missing optional dependency, a renamed class: name the part and its package
             raise PluginError(
                 f"the {self.kind.replace('_', ' ')} '{self.name}' from {self.provider} cannot be loaded "

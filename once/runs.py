@@ -126,6 +126,12 @@ class Run:
     def write_epochs(self, records: list[dict[str, Any]]) -> None:
         write_atomic(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in records))
 
+    def result_files(self) -> list[Path]:
+        """The run's small result files that exist (recipe, run record, epochs, test metrics and groups): what a
+        tracker keeps as artifacts."""
+        names = (RECIPE, INFO, METRICS, TEST, TEST_GROUPS)
+        return [self.path / name for name in names if (self.path / name).exists()]
+
     def test_metrics(self) -> dict[str, float] | None:
         file = self.path / TEST
         return json.loads(file.read_text(encoding="utf8")) if file.exists() else None

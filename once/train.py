@@ -31,6 +31,7 @@ from once.model import Recommender, parameter_groups
 from once.progress import progress_bar
 from once.recipe import ResolvedRecipe
 from once.runs import BEST, STATE, TEST, TEST_GROUPS, TEST_IMPRESSIONS, Run
+from once.tracking import Tracking
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -76,6 +77,7 @@ class Trainer:
         self._setup_optimizer()
         self._setup_data()
         self.progress = Progress()
+        self.tracking = Tracking([])  # the recipe's trackers, set by `train` once the run directory exists
 
     def _check_data(self) -> None:
         for split in ("train", "dev"):
@@ -136,6 +138,7 @@ class Trainer:
             record = self._train_epoch(epoch)
             record["dev"] = evaluate(self.model, self.data.splits["dev"], **self._evaluation_settings())
             self._finish_epoch(run, record)
+            self.tracking.epoch(record["epoch"], epoch_values(record))
             if on_epoch_end:
                 on_epoch_end(record)
 
@@ -175,6 +178,8 @@ class Trainer:
                         terms[name] = terms.get(name, 0.0) + value * rows
                     rate = seen * self.world.size / (time.perf_counter() - started)
                     progress.update(task, advance=1, loss=f"{total_loss / seen:.4f}", rate=f"{rate:.0f}")
+                    if syncing and self.tracking.trackers:
+                        self.tracking.step(self.scheduler.last_epoch, self._step_values(loss, step_terms, rate))
         seconds = time.perf_counter() - started
         names = sorted(terms)
         total_loss, seen, *sums = self.world.all_sum([total_loss, seen, *(terms[n] for n in names)])
@@ -187,6 +192,14 @@ class Trainer:
         if names:
             record["train_terms"] = {name: value / seen for name, value in zip(names, sums, strict=True)}
         return record
+
+    def _step_values(self, loss: float, terms: dict[str, float], rate: float) -> dict[str, float]:
+        """What trackers get per step: the click loss, each auxiliary term, the learning rate(s), samples/s."""
+        values = {"loss": loss, **{f"loss_{name}": value for name, value in terms.items()}}
+        for group, lr in enumerate(self.scheduler.get_last_lr()):
+            values["lr" if group == 0 else f"lr_{group}"] = lr
+        values["samples_per_s"] = rate
+        return values
 
     def step(self, batch: dict[str, torch.Tensor], syncing: bool = True) -> tuple[float, int, dict[str, float]]:
         """Forward and backward for this rank's share of one global batch, and an optimizer step when `syncing`
@@ -268,6 +281,14 @@ class Trainer:
         return metrics, groups
 
 
+def epoch_values(record: dict[str, Any]) -> dict[str, float]:
+    """An epoch's record as trackers get it: `train_loss`, `samples_per_s`, `seconds`, `train/<term>`, `dev/<m>`."""
+    values = {name: record[name] for name in ("train_loss", "samples_per_s", "seconds")}
+    values.update({f"train/{name}": value for name, value in record.get("train_terms", {}).items()})
+    values.update({f"dev/{name}": value for name, value in record["dev"].items()})
+    return values
+
+
 def train(
     resolved: ResolvedRecipe,
     *,
@@ -287,6 +308,7 @@ def train(
         for note in data.notes:
             log.warning(note)
     trainer = Trainer(resolved, data, console, world)  # built before the run directory: a bad recipe leaves nothing
+    Tracking.check(resolved)  # a tracker whose package is missing: an error before the run directory, too
     run = Run.open(resume) if resume else None
     if run is None:  # rank 0 creates the run directory; the others learn its path
         path = str(Run.create(runs_root, resolved, plugins or {}, execution).path) if world.main else ""
@@ -301,12 +323,18 @@ def train(
             console.print(f"resuming {run.path.name} after epoch {trainer.progress.epoch} of {epochs}")
         elif resume:
             console.print(f"resuming {run.path.name}: no epoch was completed, so training starts from the first")
+        trainer.tracking = Tracking.start(resolved, run.path, plugins or {}, world.main)
         try:
-            trainer.fit(run, on_epoch_end)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"training interrupted after {trainer.progress.epoch} completed epoch(s)",
-                where=str(run.path),
-                hint=f"Continue with: once train --resume {run.path}",
-            ) from None
-        return TrainResult(run, trainer.progress.records, *trainer.test(run))
+            try:
+                trainer.fit(run, on_epoch_end)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"training interrupted after {trainer.progress.epoch} completed epoch(s)",
+                    where=str(run.path),
+                    hint=f"Continue with: once train --resume {run.path}",
+                ) from None
+            test, groups = trainer.test(run)
+            trainer.tracking.finish(test or {}, groups, run.result_files())
+        finally:
+            trainer.tracking.close()
+        return TrainResult(run, trainer.progress.records, test, groups)

@@ -31,7 +31,7 @@ LAYERS: list[dict[str, set[str]]] = [
     {
         "running": {
             "once.assembly", "once.evaluate", "once.measure", "once.train", "once.runs", "once.compare", "once.trained",
-            "once.significance", "once.seeds",
+            "once.significance", "once.seeds", "once.tracking", "once.sweep",
         },
     },
     {"serving": {"once.server", "once.server.*"}},

@@ -12,7 +12,7 @@ from rich.console import Console
 from once.commands.common import Overrides, metrics_table
 from once.errors import RecipeError
 from once.hookspecs import hookimpl
-from once.recipe import DEMO_RECIPE, load_recipe
+from once.recipe import DEMO_RECIPE, load_recipe, with_trackers
 from once.registry import Registry
 from once.runs import Run
 
@@ -37,6 +37,10 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             str | None,
             typer.Option(help="Train once per seed (0,1,2 or 0-4) and report mean ± std; rerun to resume."),
         ] = None,
+        track: Annotated[
+            list[str] | None,
+            typer.Option(help="Also track the run with this tracker (repeatable): tensorboard, mlflow, wandb, jsonl."),
+        ] = None,
     ):
         """Train a recipe (the demo when none is given) and test the best epoch."""
         from once.distributed import launched_as_main
@@ -59,10 +63,15 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
                     hint=f"Drop the recipe argument: once train --resume {resume}",
                 )
         elif seeds is not None:
+            if track:
+                raise RecipeError(
+                    "--track does not go with --seeds", hint="Name the trackers in the recipe: --set 'track=[mlflow]'."
+                )
             train_seeds_command(recipe or DEMO_RECIPE, set_ or [], seeds, out_dir, threads)
             return
         else:
             resolved = load_recipe(recipe or DEMO_RECIPE, registry, set_)
+        resolved = with_trackers(resolved, track or [], registry)
         if threads is not None:  # how the run is executed, not what it computes: allowed on a resumed run too
             recipe_ = resolved.recipe.model_copy(update={"threads": threads})
             resolved = replace(resolved, recipe=recipe_, data={**resolved.data, "threads": threads})
