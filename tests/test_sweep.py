@@ -1,0 +1,116 @@
+"""`once sweep`: Optuna over recipe keys on the demo corpus at test size, with a real SQLite study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import TINY
+
+from once.errors import RecipeError
+from once.recipe import load_recipe
+from once.runs import Run
+from once.sweep import run_sweep
+
+SETTINGS = [*TINY, "train.epochs=2"]
+SPACE = """\
+train.lr: {type: float, low: 1.0e-4, high: 5.0e-2, log: true}
+train.negatives: {type: categorical, choices: [1, 4]}
+"""
+
+
+def space_file(folder: Path, text: str = SPACE) -> Path:
+    path = folder / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def states(study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+def test_a_sweep_finds_a_better_recipe_and_writes_it(registry, tmp_path):
+    result = run_sweep("demo", space_file(tmp_path), 4, tmp_path / "sweep", registry, overrides=SETTINGS, pruner="none")
+    values = [t.value for t in result.study.trials]
+    assert states(result.study) == ["COMPLETE"] * 4 and result.ran == 4
+    assert max(values) > min(values)  # the best trial beats the worst
+    best = result.study.best_trial
+    run = Run(Path(best.user_attrs["run"]))
+    assert max(e["dev"]["auc"] for e in run.epochs()) == pytest.approx(best.value)
+    written = load_recipe(str(tmp_path / "sweep" / "best.yaml"), registry)  # a ready recipe file
+    assert written.fingerprint == run.info["fingerprint"]
+    assert written.recipe.train.lr == pytest.approx(best.params["train.lr"])
+    assert len((tmp_path / "sweep" / "trials.csv").read_text().splitlines()) == 5
+    for plot in ("history.png", "importances.png"):
+        assert (tmp_path / "sweep" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = run_sweep("demo", space_file(tmp_path), 4, tmp_path / "sweep", registry, overrides=SETTINGS)
+    assert again.ran == 0 and len(again.study.trials) == 4  # the study is complete: nothing runs again
+
+
+def test_pruning_stops_a_trial_that_is_behind(registry, tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{out / 'study.db'}", study_name="demo", direction="maximize")
+    for lr in (0.02, 0.02, 1e-7):  # the last one learns nothing in an epoch
+        study.enqueue_trial({"train.lr": lr, "train.negatives": 4})
+    space = "train.lr: {type: float, low: 1.0e-7, high: 5.0e-2, log: true}\n"
+    space += "train.negatives: {type: categorical, choices: [1, 4]}\n"
+    result = run_sweep("demo", space_file(tmp_path, space), 3, out, registry, overrides=SETTINGS, pruner="median")
+    assert states(result.study) == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert result.study.trials[2].user_attrs["epochs"] == 1  # stopped after its first epoch of two
+
+
+def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_path):
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "once", "sweep", "demo", "--space", str(space_file(tmp_path)), "--trials", "4"]
+    command += ["--out", str(out), "--pruner", "none", *(f"--set={o}" for o in SETTINGS)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    storage = f"sqlite:///{out / 'study.db'}"
+    deadline = time.monotonic() + 300
+    done = []
+    while len(done) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before it was killed"
+        time.sleep(0.3)
+        if not (out / "study.db").exists():
+            continue
+        try:
+            trials = optuna.load_study(study_name="demo", storage=storage).trials
+        except (KeyError, ValueError):  # not created yet
+            continue
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {t.number: (t.params, t.value) for t in done}
+    result = run_sweep("demo", space_file(tmp_path), 4, out, registry, overrides=SETTINGS, pruner="none")
+    complete = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and result.ran == 4 - len(before)
+    for trial in result.study.trials:  # the finished trials are kept, not run again
+        if trial.number in before:
+            assert (trial.params, trial.value) == before[trial.number]
+    for failed in (t for t in result.study.trials if t.state.name == "FAIL"):  # killed mid-trial: its values again
+        assert any(t.params == failed.params for t in complete)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ("train.lrr: {type: float, low: 0.001, high: 0.01}\n", "train.lrr"),
+        ("train.lr: {type: float, low: 0.01, high: 0.001}\n", "must be below high"),
+        ("train.lr: {type: float, low: 0, high: 0.01, log: true}\n", "log range needs low > 0"),
+        ("train.lr: {type: float, low: -1, high: 0.01}\n", "train.lr = -1"),
+        ("train.negatives: {type: categorical}\n", "choices"),
+        ("train.lr: [0.01]\n", "not a range"),
+    ],
+)
+def test_bad_spaces_are_errors_naming_the_key(registry, tmp_path, space, message):
+    path = space_file(tmp_path, "# tuning\n" + space)
+    with pytest.raises(RecipeError) as error:
+        run_sweep("demo", path, 2, tmp_path / "sweep", registry, overrides=SETTINGS)
+    assert message in str(error.value) and f"{path}:2" in str(error.value)
+    assert not (tmp_path / "sweep" / "runs").exists()  # nothing ran
