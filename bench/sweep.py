@@ -25,6 +25,10 @@ train.negatives: {type: int, low: 2, high: 8, step: 2}
 """
 
 
+def values(params: dict) -> str:
+    return ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in params.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -84,7 +88,7 @@ def main() -> None:
         f"| built-in goodreads-nrms | {base_dev:.4f} | {auc[0].value:.4f} [{auc[0].low:.4f}, {auc[0].high:.4f}] |",
         f"| best trial ({best.number}) | {best.value:.4f} | {auc[1].value:.4f} [{auc[1].low:.4f}, {auc[1].high:.4f}] |",
         "",
-        f"Best trial's values: {', '.join(f'{k} = {v:.4g}' if isinstance(v, float) else f'{k} = {v}' for k, v in best.params.items())}. "
+        f"Best trial's values: {values(best.params)}. "
         f"Test AUC difference {difference.value:+.4f} [{difference.low:+.4f}, {difference.high:+.4f}], paired "
         f"bootstrap p = {difference.p:.3f}.",
         "",
