@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -186,6 +188,14 @@ def user_groups(split: Split, cold_history: int) -> dict[str, np.ndarray]:
     """Impressions of cold users (at most `cold_history` really clicked items before) and of warm users."""
     cold = split.real_history <= cold_history
     return {f"cold users (history <= {cold_history})": np.flatnonzero(cold), "warm users": np.flatnonzero(~cold)}
+
+
+def prediction_archive(text: str) -> bytes:
+    """The zip the MIND leaderboard takes: `prediction.txt` alone at its root."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("prediction.txt", text)
+    return buffer.getvalue()
 
 
 def prediction_lines(split: Split, scores: list[np.ndarray]) -> str:

@@ -80,6 +80,11 @@ def test_once_eval_reproduces_the_test_metrics_and_writes_predictions(trained, r
     first = lines[0].split(" ", 1)
     ranks = json.loads(first[1])
     assert sorted(ranks) == list(range(1, len(ranks) + 1))
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "prediction.zip") as archive:  # what the leaderboard takes
+        assert archive.namelist() == ["prediction.txt"]
+        assert archive.read("prediction.txt").decode() == prediction.read_text()
 
 
 def test_negatives_come_from_the_same_impression_and_are_topped_up():

@@ -22,13 +22,16 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
     def evaluate_run(
         run_dir: Annotated[Path, typer.Argument(help="A run directory made by `once train`.")],
         split: Annotated[str, typer.Option(help="dev or test")] = "test",
-        prediction: Annotated[Path | None, typer.Option(help="Write MIND leaderboard prediction.txt here.")] = None,
+        prediction: Annotated[
+            Path | None,
+            typer.Option(help="Write MIND leaderboard prediction.txt here, and beside it the zip it takes."),
+        ] = None,
         plain: Annotated[
             bool, typer.Option(help="Run the full model per impression instead of the fast path.")
         ] = False,
     ):
         """Re-evaluate a saved run's best checkpoint."""
-        from once.evaluate import evaluation_settings, prediction_lines, score_split
+        from once.evaluate import evaluation_settings, prediction_archive, prediction_lines, score_split
         from once.files import write_atomic
         from once.measure import MetricSuite, category_fields, measure, save_impressions
         from once.runs import TEST_IMPRESSIONS
@@ -48,8 +51,12 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         else:
             scores = score_split(loaded.model, chosen, fast=not plain, **settings)
         if prediction:
-            write_atomic(prediction, prediction_lines(chosen, scores))
-            out.print(f"wrote {len(scores)} impressions to {prediction}")
+            text = prediction_lines(chosen, scores)
+            archive = prediction.with_suffix(".zip")
+            if prediction.suffix != ".zip":
+                write_atomic(prediction, text)
+            write_atomic(archive, prediction_archive(text))
+            out.print(f"wrote {len(scores)} impressions to {prediction} and {archive} (for the leaderboard)")
         if metrics is not None:
             out.print(metrics_table(f"{split} metrics", [(split, metrics)]))
         elif not prediction:
