@@ -190,11 +190,12 @@ def user_groups(split: Split, cold_history: int) -> dict[str, np.ndarray]:
     return {f"cold users (history <= {cold_history})": np.flatnonzero(cold), "warm users": np.flatnonzero(~cold)}
 
 
-def prediction_archive(text: str) -> bytes:
-    """The zip the MIND leaderboard takes: `prediction.txt` alone at its root."""
+def prediction_archive(text: str, name: str = "prediction.txt") -> bytes:
+    """The zip a leaderboard takes: the rankings file alone at its root (MIND's `prediction.txt`, EB-NeRD's
+    `predictions.txt`)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("prediction.txt", text)
+        archive.writestr(name, text)
     return buffer.getvalue()
 
 

@@ -55,7 +55,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             archive = prediction.with_suffix(".zip")
             if prediction.suffix != ".zip":
                 write_atomic(prediction, text)
-            write_atomic(archive, prediction_archive(text))
+            member = prediction.name if prediction.suffix != ".zip" else "prediction.txt"
+            write_atomic(archive, prediction_archive(text, member))
             out.print(f"wrote {len(scores)} impressions to {prediction} and {archive} (for the leaderboard)")
         if metrics is not None:
             out.print(metrics_table(f"{split} metrics", [(split, metrics)]))

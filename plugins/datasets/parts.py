@@ -26,6 +26,12 @@ class MindOptions(Options):
     unknown_items: Literal["error", "skip"] = "error"
 
 
+class EbnerdOptions(Options):
+    path: RecipePath = Field(description="the ebnerd_demo/small/large folder: articles.parquet, train/, validation/")
+    test: RecipePath | None = Field(None, description="the ebnerd_testset folder (its test/ split, unlabeled)")
+    unknown_items: Literal["error", "skip"] = "error"
+
+
 class DemoOptions(Options):
     size: Literal["demo", "mind-small"] = Field("demo", description="preset sizes; the options below override it")
     items: int = Field(3000, ge=20)
@@ -45,4 +51,5 @@ class DemoOptions(Options):
 @hookimpl
 def register_datasets(register):
     register("mind", "once_plugins.datasets.mind:MindDataset", MindOptions)
+    register("ebnerd", "once_plugins.datasets.ebnerd:EbnerdDataset", EbnerdOptions)
     register("demo", "once_plugins.datasets.demo:DemoDataset", DemoOptions)

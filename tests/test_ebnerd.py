@@ -1,0 +1,96 @@
+"""The EB-NeRD reader on fixture files in the official schema, its errors, and a run that writes predictions."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+from ebnerd_files import ARTICLES, BEHAVIORS, HISTORIES, write_behaviors, write_ebnerd, write_history
+
+from once.cli import run as cli
+from once.errors import DataError
+from once_plugins.datasets.ebnerd import read_ebnerd
+
+
+def test_reads_articles_impressions_and_histories(tmp_path):
+    corpus = read_ebnerd(write_ebnerd(tmp_path))
+    items = corpus.items
+    assert items.ids == ["", *(str(a[0]) for a in ARTICLES)]
+    assert items.text["title"][2] == "Brøndby vinder derbyet" and items.text["body"][2] == ""  # empty body kept
+    assert items.categories["category"][5] == "" and items.categories["subcategory"][2] == "140"
+    assert set(corpus.splits) == {"train", "dev"}
+    train, dev = corpus.splits["train"], corpus.splits["dev"]
+    assert train.impression_ids == ["1", "2"] and train.user_ids == ["101", "102"]
+    assert list(train.candidates[0]) == [1, 2, 3] and list(train.labels[0]) == [0, 1, 0]
+    assert list(train.history[0]) == [2, 4]  # user 101's article_id_fixed, in order
+    assert list(dev.history[1]) == [5, 3, 1] and list(dev.labels[1]) == [1, 0, 0]
+    assert items.in_train.tolist() == [False, True, True, True, True, True]
+
+
+def test_the_unlabeled_test_set(tmp_path):
+    root = write_ebnerd(tmp_path / "ebnerd_demo")
+    testset = tmp_path / "ebnerd_testset"
+    (testset / "test").mkdir(parents=True)
+    write_behaviors(testset / "test" / "behaviors.parquet", [(7, 101, [9000005, 9000001], None)], labeled=False)
+    write_history(testset / "test" / "history.parquet")
+    test = read_ebnerd(root, test=testset).splits["test"]
+    assert test.impression_ids == ["7"] and list(test.labels[0]) == [-1, -1]
+
+
+def test_unknown_articles_are_an_error_or_skipped(tmp_path):
+    histories = {**HISTORIES, 102: [9000001, 9999999]}  # an article the table lacks, as the real files have
+    root = write_ebnerd(tmp_path, histories=histories)
+    with pytest.raises(DataError) as error:
+        read_ebnerd(root)
+    assert "article id 9999999" in error.value.message and "history.parquet: user 102" in error.value.where
+    corpus = read_ebnerd(root, "skip")
+    assert (
+        list(corpus.splits["train"].history[1]) == [1] and "skipped 1 unknown" in corpus.notes[0]
+    )  # user 102 is in train only
+
+
+def test_bad_files_are_errors_naming_file_and_column(tmp_path):
+    root = write_ebnerd(tmp_path)
+    path = root / "train" / "behaviors.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(path).drop(["article_ids_inview"]), path)
+    with pytest.raises(DataError) as error:
+        read_ebnerd(root)
+    assert "article_ids_inview missing" in error.value.message and error.value.where == str(path)
+    path.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        read_ebnerd(root)
+    write_behaviors(path, [(1, 999, [9000001], [9000001])])
+    with pytest.raises(DataError, match="user 999 has no row in history.parquet"):
+        read_ebnerd(root)
+    (root / "validation" / "history.parquet").unlink()
+    write_behaviors(path, BEHAVIORS["train"])
+    with pytest.raises(DataError) as error:
+        read_ebnerd(root)
+    assert error.value.message == "file not found" and error.value.where.endswith("validation/history.parquet")
+
+
+def test_a_run_on_ebnerd_writes_the_challenges_submission(tmp_path, registry):
+    root = write_ebnerd(tmp_path / "ebnerd_demo")
+    testset = tmp_path / "ebnerd_testset"
+    (testset / "test").mkdir(parents=True)
+    rows = [(7, 101, [9000005, 9000001, 9000003], None), (8, 103, [9000002, 9000004], None)]
+    write_behaviors(testset / "test" / "behaviors.parquet", rows, labeled=False)
+    write_history(testset / "test" / "history.parquet")
+    overrides = [f"dataset.path={root}", f"dataset.test={testset}", "tokenizer.min_freq=1", "train.epochs=1"]
+    overrides += ["model.item.word_dim=16", "model.item.heads=2", "model.item.head_dim=8", "model.user.heads=2"]
+    overrides += ["device=cpu"]
+    runs = tmp_path / "runs"
+    assert cli(["train", "ebnerd-nrms", *(f"--set={o}" for o in overrides), "--out", str(runs)], registry) == 0
+    (run,) = runs.iterdir()
+    predictions = tmp_path / "predictions.txt"
+    assert cli(["eval", str(run), "--split", "test", "--prediction", str(predictions)], registry) == 0
+    lines = predictions.read_text().splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["7", "8"]
+    assert sorted(json.loads(lines[0].split(" ", 1)[1])) == [1, 2, 3]
+    with zipfile.ZipFile(tmp_path / "predictions.zip") as archive:  # the challenge's upload: predictions.txt
+        assert (
+            archive.namelist() == ["predictions.txt"] and archive.read("predictions.txt").decode().splitlines() == lines
+        )
