@@ -263,3 +263,50 @@ def test_the_words_tokenizer_takes_any_text(texts, limit):
     for text in texts:
         ids = tokenizer.encode(text, limit)
         assert len(ids) <= limit and all(0 < i < tokenizer.vocab_size for i in ids)
+
+
+@pytest.fixture(scope="module")
+def ebnerd_folder(tmp_path_factory) -> Path:
+    from ebnerd_files import write_ebnerd
+
+    return write_ebnerd(tmp_path_factory.mktemp("ebnerd"))
+
+
+@st.composite
+def damaged(draw, raw: bytes) -> bytes:
+    """A Parquet file's bytes, damaged: truncated (a lost footer), bytes overwritten, a range zeroed, junk added."""
+    data = bytearray(raw)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["truncate", "overwrite", "zero", "append"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "truncate":
+            data = data[:at]
+        elif op == "overwrite" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "zero":
+            data[at : at + draw(st.integers(1, 64))] = bytes(min(64, len(data) - at))
+        else:
+            data += draw(st.binary(max_size=64))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name", ["articles.parquet", "validation/behaviors.parquet", "validation/history.parquet"])
+@FUZZ
+@given(data=st.data())
+def test_ebnerd_files(name, data, ebnerd_folder, tmp_path_factory):
+    from once_plugins.datasets.ebnerd import read_ebnerd
+
+    folder = tmp_path_factory.mktemp("case")
+    shutil.copytree(ebnerd_folder, folder, dirs_exist_ok=True)
+    path = folder / name
+    path.write_bytes(data.draw(damaged(path.read_bytes())))
+    count(f"EB-NeRD {name}")
+    try:
+        corpus = read_ebnerd(folder)
+    except DataError as error:  # damage may surface where two files disagree: the error names the damaged one
+        if path.name not in error.message:
+            assert_located(error, path)
+        return
+    dev = corpus.splits["dev"]
+    assert len(dev.history) == len(dev.candidates) == len(dev.labels) == len(dev.impression_ids)
+    assert dev.candidates.values.max(initial=0) < len(corpus.items.ids)

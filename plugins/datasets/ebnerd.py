@@ -16,6 +16,8 @@ value, and streams row groups for the large split.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,8 @@ ARTICLE_COLUMNS = ("article_id", "title", "subtitle", "body", "category_str", "s
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "article_ids_inview")
 CLICKED = "article_ids_clicked"
 HISTORY_COLUMNS = ("user_id", "article_id_fixed")
+# what pyarrow raises on a damaged file: its own errors, and Python's when damaged bytes reach a conversion
+DAMAGED = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError, IndexError, OverflowError)
 
 
 def split_folders(root: Path) -> dict[str, Path]:
@@ -61,7 +65,7 @@ def read_table(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] =
         raise DataError("file not found", where=str(path), hint="EB-NeRD's folders hold these files as downloaded.")
     try:
         schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as error:
+    except DAMAGED as error:
         raise DataError(f"not a readable Parquet file ({error})", where=str(path)) from None
     missing = [c for c in columns if c not in schema.names]
     if missing:
@@ -70,8 +74,20 @@ def read_table(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] =
         )
     try:
         return pq.read_table(path, columns=[*columns, *(c for c in optional if c in schema.names)])
-    except (pa.ArrowException, OSError) as error:
+    except DAMAGED as error:
         raise DataError(f"cannot read the Parquet file ({error})", where=str(path)) from None
+
+
+@contextmanager
+def decoding(path: Path) -> Iterator[None]:
+    """Values Arrow read but cannot give back (bytes that are not UTF-8, broken offsets in a damaged file): an
+    error naming the file, never a traceback."""
+    try:
+        yield
+    except DAMAGED as error:
+        raise DataError(
+            f"damaged values in the Parquet file ({type(error).__name__}: {error})", where=str(path)
+        ) from None
 
 
 def integers(table: pa.Table, column: str, path: Path) -> np.ndarray:
@@ -99,7 +115,11 @@ def texts(table: pa.Table, column: str) -> list[str]:
 
 
 def read_articles(path: Path) -> tuple[Items, dict[int, int]]:
-    table = read_table(path, ARTICLE_COLUMNS)
+    with decoding(path):
+        return _articles(read_table(path, ARTICLE_COLUMNS), path)
+
+
+def _articles(table: pa.Table, path: Path) -> tuple[Items, dict[int, int]]:
     ids = integers(table, "article_id", path)
     subcategories = [str(first[0]) if first else "" for first in table.column("subcategory").to_pylist()]
     items = Items(
@@ -113,8 +133,9 @@ def read_articles(path: Path) -> tuple[Items, dict[int, int]]:
 
 def read_histories(path: Path) -> dict[int, np.ndarray]:
     table = read_table(path, HISTORY_COLUMNS)
-    users = integers(table, "user_id", path)
-    values, offsets = id_lists(table, "article_id_fixed", path)
+    with decoding(path):
+        users = integers(table, "user_id", path)
+        values, offsets = id_lists(table, "article_id_fixed", path)
     return {int(user): values[offsets[i] : offsets[i + 1]] for i, user in enumerate(users)}
 
 
@@ -143,12 +164,13 @@ def read_behaviors(folder: Path, indexer: Indexer) -> Impressions:
     path = folder / "behaviors.parquet"
     table = read_table(path, BEHAVIOR_COLUMNS, optional=(CLICKED,))
     histories = read_histories(folder / "history.parquet")
-    impression_ids = integers(table, "impression_id", path)
-    users = integers(table, "user_id", path)
-    inview, inview_offsets = id_lists(table, "article_ids_inview", path)
     labeled = CLICKED in table.column_names
-    if labeled:
-        clicked, clicked_offsets = id_lists(table, CLICKED, path)
+    with decoding(path):
+        impression_ids = integers(table, "impression_id", path)
+        users = integers(table, "user_id", path)
+        inview, inview_offsets = id_lists(table, "article_ids_inview", path)
+        if labeled:
+            clicked, clicked_offsets = id_lists(table, CLICKED, path)
     history_rows, candidate_rows, label_rows = [], [], []
     indexed_histories: dict[int, np.ndarray] = {}
     for row, user in enumerate(users):
