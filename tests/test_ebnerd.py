@@ -46,8 +46,8 @@ def test_unknown_articles_are_an_error_or_skipped(tmp_path):
     assert "article id 9999999" in error.value.message and "history.parquet: user 102" in error.value.where
     corpus = read_ebnerd(root, "skip")
     assert (
-        list(corpus.splits["train"].history[1]) == [1] and "skipped 1 unknown" in corpus.notes[0]
-    )  # user 102 is in train only
+        list(corpus.splits["train"].history[1]) == [1] and "skipped 2 unknown" in corpus.notes[0]
+    )  # once in each split's history.parquet
 
 
 def test_bad_files_are_errors_naming_file_and_column(tmp_path):
@@ -63,7 +63,7 @@ def test_bad_files_are_errors_naming_file_and_column(tmp_path):
     with pytest.raises(DataError, match="not a readable Parquet file"):
         read_ebnerd(root)
     write_behaviors(path, [(1, 999, [9000001], [9000001])])
-    with pytest.raises(DataError, match="user 999 has no row in history.parquet"):
+    with pytest.raises(DataError, match=r"user 999 \(behaviors.parquet row 1, impression 1\) has no row in history"):
         read_ebnerd(root)
     (root / "validation" / "history.parquet").unlink()
     write_behaviors(path, BEHAVIORS["train"])
