@@ -100,10 +100,12 @@ class TrainedModel:
         """Items a user already has: the latest history and every click."""
         return np.concatenate([self.history(user), self._clicked.get(user, np.zeros(0, dtype=np.int64))])
 
-    def user_index(self, user: str) -> int:
+    def user_index(self, user: str, suggest: bool = True) -> int:
+        """The user's index; an unknown user is an error, with the closest known id when `suggest` (a scan over
+        every user: for the command line, not for a server's every request)."""
         index = self.user_lookup.get(user)
         if index is None:
-            guess = closest(user, self.data.users[1:]) if len(self.data.users) < 200_000 else None
+            guess = closest(user, self.data.users[1:]) if suggest and len(self.data.users) < 200_000 else None
             raise OnceError(
                 f"user '{user}' is not in this run's data",
                 hint=(f"Did you mean '{guess}'? " if guess else "") + "Users come from the dataset's behaviors files.",

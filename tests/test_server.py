@@ -214,3 +214,14 @@ def test_hnsw_index_proposes_what_the_model_scores(run_dir, tmp_path, trained):
         assert len({i["item"] for i in served} & {r.item for r in exact}) >= 8
     finally:
         server.stop()
+
+
+def test_stored_items_a_run_cannot_take_are_left_out_not_a_refusal(run_dir, tmp_path):
+    from once.server.catalogue import Catalogue
+    from once.server.store import ItemStore
+
+    store = ItemStore(tmp_path / "items.sqlite3")
+    store.add([("D5", {"title": "an id the data has now"}), ("N-7", {"body": "a field the run does not read"})])
+    store.add([("N-8", {"title": "storm closes the pass"})])
+    catalogue = Catalogue(run_dir, "exact", store)
+    assert catalogue.posted == 1 and "N-8" in catalogue.trained.item_index

@@ -36,7 +36,10 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
             Path | None, typer.Option(help="A file holding the bearer token every request must carry.")
         ] = None,
         items_db: Annotated[
-            Path | None, typer.Option(help="SQLite file of the posted items (default: RUN_DIR/served/items.sqlite3).")
+            Path | None,
+            typer.Option(
+                help="SQLite file of the posted items (default: RUN_DIR.items.sqlite3, beside the run or link)."
+            ),
         ] = None,
         max_body: Annotated[int, typer.Option(min=1024, help="Largest request body, in bytes.")] = 1 << 20,
         log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
@@ -68,7 +71,8 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
                 )
         elif host not in LOOPBACK:
             out.print(f"[yellow]warning:[/] serving on {host} with no --token-file: anyone who can reach it can use it")
-        store = ItemStore(items_db or run_dir / "served" / "items.sqlite3")
+        # beside the path given, not inside it: a link repointed at a newer run keeps its posted items
+        store = ItemStore(items_db or run_dir.with_name(run_dir.name + ".items.sqlite3"))
         out.print(f"loading {run_dir} ...")
         served = Served(run_dir, index, store, registry)
         current = served.current

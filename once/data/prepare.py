@@ -229,7 +229,7 @@ def new_item_features(
     the data's own: templates filled, text tokenized to the same lengths by the restored tokenizer, categories
     by the data's vocabulary (a value it lacks reads as none), entity features empty (no linker runs here).
     Every field of a row must be one the run reads; an error names any other."""
-    wanted = _source_fields(items_section)
+    wanted = source_fields(items_section)
     for number, row in enumerate(rows):
         unknown = sorted(set(row) - wanted)
         if unknown:
@@ -252,7 +252,7 @@ def new_item_features(
     return features
 
 
-def _source_fields(items_section: ItemsSection) -> set[str]:
+def source_fields(items_section: ItemsSection) -> set[str]:
     """The dataset fields a recipe's items are made from: its text fields (templates: the fields they name) and
     its category fields."""
     fields = set(items_section.categories)

@@ -19,6 +19,7 @@ from once.server.store import ItemStore
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
 MAX_LIST = 10_000  # ids in one history, exclude or candidate list; items in one post
+POST_WAIT = 5  # seconds a post waits for a reload before it is told to retry (503): no thread waits for minutes
 
 
 class Strict(BaseModel):
@@ -105,10 +106,11 @@ class Served:
         self.loaded_at = time.time()
 
     def reload(self, run: str | None = None) -> Catalogue:
+        """Load the served path again, or the run `run` beside it, which is then the path a later reload loads."""
         target = self.run_dir if run is None else self._beside(run)
         with self.writing:
             fresh = Catalogue(target, self.index, self.store, self.registry)
-            self.current, self.loaded_at = fresh, time.time()
+            self.current, self.loaded_at, self.run_dir = fresh, time.time(), target
         return fresh
 
     def _beside(self, name: str) -> Path:
@@ -165,12 +167,20 @@ def create_app(served: Served, token: str | None, max_body: int) -> Guard:
     @app.post("/items")
     def items(request: ItemsRequest) -> ItemsResponse:
         """Encode new items from their text fields and make them recommendable at once; they are kept."""
-        with served.writing:
+        if not served.writing.acquire(timeout=POST_WAIT):  # a reload is loading the next model
+            return JSONResponse(
+                {"detail": "the server is loading another model; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": str(POST_WAIT)},
+            )
+        try:
             catalogue = served.current
             why = catalogue.new_items_error()
             if why is not None:
                 raise OnceError(why, hint="Serve a run whose item encoder reads the items' text.")
             catalogue.add([item.id for item in request.items], [item.fields for item in request.items], served.store)
+        finally:
+            served.writing.release()
         return ItemsResponse(added=len(request.items), items=catalogue.items)
 
     @app.get("/health")

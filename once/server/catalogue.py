@@ -7,6 +7,7 @@ vector(s), so a score equals the model's and only the choice of items can differ
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from once.data.prepare import source_fields
 from once.errors import DataError, OnceError
 from once.registry import Registry
 from once.server.index import HnswIndex
 from once.server.store import ItemStore
 from once.trained import TrainedModel
 
+log = logging.getLogger(__name__)
 RECALL_USERS = 200  # users whose exact and approximate top 10 are compared when an HNSW index is built
 RECALL_K = 10
 
@@ -45,11 +48,31 @@ class Catalogue:
         self.recall: float | None = None
         if index == "hnsw":
             self.index = self._hnsw()
-        stored = store.items()
-        if stored:
-            self._append([item for item, _ in stored], [fields for _, fields in stored])
+        self._restore(store)
         if self.index is not None:
             self.recall = self._recall()
+
+    def _restore(self, store: ItemStore) -> None:
+        """Encode the stored items into this run: all of them, but those it cannot take (an id its data has now, a
+        field it does not read, a run that encodes no new items), which are left out with a warning, never a
+        refusal to load."""
+        stored = store.items()
+        if not stored:
+            return
+        why = self.trained.encodes_new_items
+        if why is not None:
+            log.warning("%d posted item(s) not served: %s", len(stored), why)
+            return
+        fields = source_fields(self.trained.resolved.recipe.items)
+        fresh = [(i, f) for i, f in stored if i not in self.trained.item_index and set(f) <= fields]
+        if len(fresh) < len(stored):
+            log.warning(
+                "%d posted item(s) not served: their id is in this run's data now, or they have fields it does not "
+                "read",
+                len(stored) - len(fresh),
+            )
+        if fresh:
+            self._append([item for item, _ in fresh], [f for _, f in fresh])
 
     @property
     def items(self) -> int:
@@ -83,7 +106,7 @@ class Catalogue:
         return float(np.mean(found) / RECALL_K)
 
     def user_query(self, user_id: str) -> Query:
-        return Query(self.trained.user_index(user_id))
+        return Query(self.trained.user_index(user_id, suggest=False))
 
     def history_query(self, item_ids: list[str]) -> Query:
         return Query(0, np.array(self.item_indices(item_ids), dtype=np.int64))
