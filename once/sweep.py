@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,15 +20,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from rich.console import Console
 
-from once.errors import OnceError, RecipeError
+from once.errors import Interrupted, OnceError, RecipeError
 from once.files import read_text, write_atomic
 from once.recipe import ResolvedRecipe, load_recipe
 from once.registry import Registry
 from once.seeds import existing_run
 from once.train import train
 
+try:
+    import optuna
+    from optuna.trial import TrialState
+except ImportError:
+    raise OnceError("once sweep needs Optuna, which is not installed", hint='pip install "once[sweep]"') from None
+
 log = logging.getLogger(__name__)
 PRUNERS = ("median", "hyperband", "none")
+HEARTBEAT, GRACE = 10, 60  # seconds: a worker's heartbeat, and how long a silent trial stays running
 
 
 class _Range(BaseModel):
@@ -136,23 +144,25 @@ def read_space(path: Path, recipe: str, registry: Registry, overrides: list[str]
 
 
 def _sampler(name: str, seed: int):
-    import optuna
-
     wanted = name.lower().removesuffix("sampler")
     for attribute in dir(optuna.samplers):
         if attribute.lower() == f"{wanted}sampler":
             sampler = getattr(optuna.samplers, attribute)
-            try:
-                return sampler(seed=seed)
-            except TypeError:  # a sampler without a seed
-                return sampler()
+            for arguments in ({"seed": seed}, {}):  # some samplers take no seed
+                try:
+                    return sampler(**arguments)
+                except TypeError:
+                    continue
+            raise RecipeError(
+                f"the {attribute} needs arguments once sweep cannot give it (a grid, a base sampler)",
+                where="--sampler",
+                hint="Use tpe, random, cmaes, qmc or gp.",
+            )
     known = sorted(a.removesuffix("Sampler").lower() for a in dir(optuna.samplers) if a.endswith("Sampler"))
     raise RecipeError(f"unknown sampler '{name}'", where="--sampler", hint=f"Optuna's samplers: {', '.join(known)}.")
 
 
 def _pruner(name: str, epochs: int):
-    import optuna
-
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "hyperband":
@@ -183,10 +193,7 @@ def run_sweep(
     console: Console | None = None,
 ) -> SweepResult:
     """Run the study until it has `trials` finished trials (completed or pruned), resuming it if it exists."""
-    try:
-        import optuna
-    except ImportError:
-        raise OnceError("once sweep needs Optuna, which is not installed", hint='pip install "once[sweep]"') from None
+
     if pruner not in PRUNERS:
         raise RecipeError(f"unknown pruner '{pruner}'", where="--pruner", hint=f"Use one of {', '.join(PRUNERS)}.")
     overrides = list(overrides or [])
@@ -196,14 +203,23 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # workers beat every HEARTBEAT s: a trial whose worker died (killed, lost machine) is failed after GRACE s and
+    # its values queued again, while the trials of live workers sharing the study are left alone
+    retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: what they do is documented above
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT, grace_period=GRACE, heartbeat_stale_trial_callback=retry
+        )
     study = optuna.create_study(
-        storage=storage,
+        storage=rdb,
         study_name=study_name or base.name,
         direction="maximize",
-        sampler=_sampler(sampler, base.recipe.seed),
         pruner=_pruner(pruner, base.recipe.train.epochs),
         load_if_exists=True,
     )
+    # seeded by the recipe and the trials so far: a resumed study draws new values, not its first ones again
+    study.sampler = _sampler(sampler, base.recipe.seed + len(study.trials))
     _requeue_interrupted(study)
     metric = base.recipe.train.metric
     runs = out / "runs"
@@ -228,13 +244,17 @@ def run_sweep(
                 )
                 raise optuna.TrialPruned()
 
-        result = train(
-            resolved,
-            runs_root=runs,
-            resume=previous.path if previous and (previous.path / "run.json").exists() else None,
-            console=quiet,
-            on_epoch_end=report,
-        )
+        try:
+            result = train(
+                resolved,
+                runs_root=runs,
+                resume=previous.path if previous and (previous.path / "run.json").exists() else None,
+                console=quiet,
+                on_epoch_end=report,
+            )
+        except Interrupted:  # Ctrl-C: the next run of the sweep runs these values again, resuming the run
+            trial.set_user_attr("interrupted", True)
+            raise
         trial.set_user_attr("run", str(result.run.path))
         if result.test:
             trial.set_user_attr("test", result.test)
@@ -244,9 +264,10 @@ def run_sweep(
     todo = max(0, trials - finished)
     if todo:
         console.print(f"study {study.study_name}: {finished} trial(s) finished, running {todo} more")
-        study.optimize(objective, n_trials=todo, catch=())
+        done = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        study.optimize(objective, n_trials=todo, catch=(), callbacks=[done])  # other workers count too
     best = None
-    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+    if any(t.state == TrialState.COMPLETE for t in study.trials):
         best = load_recipe(recipe, registry, [*overrides, *overrides_for(study.best_trial.params)])
         write_atomic(out / "best.yaml", best.to_yaml())
     write_atomic(out / "trials.csv", trials_csv(study))
@@ -255,20 +276,18 @@ def run_sweep(
 
 
 def _finished(study) -> int:
-    from optuna.trial import TrialState
-
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
 
 
 def _requeue_interrupted(study) -> None:
-    """Trials left RUNNING by a killed sweep: marked failed, and their values queued to run again first."""
-    from optuna.trial import TrialState
-
+    """Trials stopped by Ctrl-C (failed, marked interrupted): their values queued to run again first, once."""
+    requeued = set(study.user_attrs.get("requeued", []))
     for trial in study.trials:
-        if trial.state == TrialState.RUNNING:
-            study.tell(trial.number, state=TrialState.FAIL)
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted") and trial.number not in requeued:
             study.enqueue_trial(trial.params, skip_if_exists=False)
+            requeued.add(trial.number)
             log.info("trial %d was interrupted; its values run again", trial.number)
+    study.set_user_attr("requeued", sorted(requeued))
 
 
 def trials_table_rows(study) -> tuple[list[str], list[list[str]]]:
@@ -313,8 +332,6 @@ def trials_csv(study) -> str:
 def _plots(study, out: Path) -> None:
     """Optimisation history and parameter importances as PNG (Optuna's matplotlib plots); importances need two
     completed trials that differ."""
-    import warnings
-
     import matplotlib
     from optuna.exceptions import ExperimentalWarning
 

@@ -51,7 +51,7 @@ class Tracking:
             run_dir=run_dir,
             run_name=run_dir.name,
             recipe_name=resolved.name,
-            recipe=resolved.data,
+            recipe={k: v for k, v in resolved.data.items() if k != "track"},  # tracker options may hold secrets
             fingerprint=resolved.fingerprint,
             versions=versions(plugins),
         )

@@ -51,6 +51,9 @@ def test_a_sweep_finds_a_better_recipe_and_writes_it(registry, tmp_path):
         assert (tmp_path / "sweep" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_sweep("demo", space_file(tmp_path), 4, tmp_path / "sweep", registry, overrides=SETTINGS)
     assert again.ran == 0 and len(again.study.trials) == 4  # the study is complete: nothing runs again
+    more = run_sweep("demo", space_file(tmp_path), 6, tmp_path / "sweep", registry, overrides=SETTINGS, pruner="none")
+    first = [t.params for t in more.study.trials[:4]]
+    assert more.ran == 2 and all(t.params not in first for t in more.study.trials[4:])  # new values, not replays
 
 
 def test_pruning_stops_a_trial_that_is_behind(registry, tmp_path):
@@ -93,8 +96,8 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_
     for trial in result.study.trials:  # the finished trials are kept, not run again
         if trial.number in before:
             assert (trial.params, trial.value) == before[trial.number]
-    for failed in (t for t in result.study.trials if t.state.name == "FAIL"):  # killed mid-trial: its values again
-        assert any(t.params == failed.params for t in complete)
+    # the trial killed mid-run stays running until its heartbeat is GRACE s old (then failed, its values queued
+    # again): another worker could still be on it
 
 
 @pytest.mark.parametrize(
