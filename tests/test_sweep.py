@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import TINY
+from sqlalchemy.exc import SQLAlchemyError
 
 from once.errors import RecipeError
 from once.recipe import load_recipe
@@ -84,7 +85,7 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_
             continue
         try:
             trials = optuna.load_study(study_name="demo", storage=storage).trials
-        except (KeyError, ValueError):  # not created yet
+        except (KeyError, ValueError, SQLAlchemyError):  # not created yet, or its tables being made right now
             continue
         done = [t for t in trials if t.state.name == "COMPLETE"]
     process.send_signal(signal.SIGKILL)
