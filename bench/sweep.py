@@ -45,7 +45,7 @@ def main() -> None:
     from once.runs import TEST_IMPRESSIONS, Run
     from once.seeds import existing_run
     from once.significance import compare
-    from once.sweep import run_sweep
+    from once.sweep import run_sweep, trials_table_rows
     from once.train import train
 
     started = time.perf_counter()
@@ -92,16 +92,11 @@ def main() -> None:
         f"Test AUC difference {difference.value:+.4f} [{difference.low:+.4f}, {difference.high:+.4f}], paired "
         f"bootstrap p = {difference.p:.3f}.",
         "",
-        "| trial | state | dev AUC | epochs | " + " | ".join(best.params) + " |",
-        "|---|---|---|---|" + "---|" * len(best.params),
     ]
-    for t in study.trials:
-        value = "" if t.value is None else f"{t.value:.4f}"
-        params = " | ".join(
-            f"{t.params.get(k):.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k))
-            for k in best.params
-        )
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('epochs', '')} | {params} |")
+    header, rows = trials_table_rows(study)
+    header[header.index("value")] = "dev AUC"
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += [
         "",
         f"Command: `python bench/sweep.py --trials {args.trials} --pruner {args.pruner}` "

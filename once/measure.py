@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,10 +113,17 @@ def scored_split(
         scores=[np.asarray(s) for s in scores],
         candidates=[split.candidates[i] for i in range(len(split))],
         histories=[split.history[i] for i in range(len(split))],
-        item_clicks=item_clicks(data).numpy().astype(np.int64),
-        item_categories={field: data.features[field].numpy() for field in category_fields(data)},
         item_vectors=item_vectors,
+        **item_side(data),
     )
+
+
+def item_side(data: PreparedData) -> dict[str, Any]:
+    """What metrics read per item: training clicks and category ids."""
+    return {
+        "item_clicks": item_clicks(data).numpy().astype(np.int64),
+        "item_categories": {field: data.features[field].numpy() for field in category_fields(data)},
+    }
 
 
 def measure(
@@ -158,9 +166,8 @@ def measure_lists(
         scores=scores,
         candidates=pools,
         histories=histories,
-        item_clicks=item_clicks(data).numpy().astype(np.int64),
-        item_categories={field: data.features[field].numpy() for field in category_fields(data)},
         item_vectors=trained.item_vectors.cpu().numpy(),
+        **item_side(data),
     )
     return suite.summary(lists)
 

@@ -290,7 +290,8 @@ class Tracker(Protocol):
 
     Built when the run starts (it records the recipe, fingerprint and versions then). `step(step, values)`: every
     `every` optimizer steps (its option), the click loss, each auxiliary loss term, the learning rate and
-    samples/s. `epoch(epoch, values)`: the epoch's training loss and dev metrics (`dev/auc`...). `finish(test,
+    samples/s. `epoch(epoch, values)`: the epoch's training loss and dev metrics, keyed as shown
+    (`epoch/train_loss`, `dev/auc`...). `finish(test,
     groups, artifacts)`: the test metrics, the metrics by group (`{group: {metric: value}}`) and the run's result
     files. `close()` last, also when training fails or is interrupted. A tracker that raises is reported once and
     turned off for the run; training goes on.

@@ -282,8 +282,9 @@ class Trainer:
 
 
 def epoch_values(record: dict[str, Any]) -> dict[str, float]:
-    """An epoch's record as trackers get it: `train_loss`, `samples_per_s`, `seconds`, `train/<term>`, `dev/<m>`."""
-    values = {name: record[name] for name in ("train_loss", "samples_per_s", "seconds")}
+    """An epoch's record as trackers get it, each key named as it is shown: `epoch/train_loss`,
+    `epoch/samples_per_s`, `epoch/seconds`, `train/<term>`, `dev/<metric>`."""
+    values = {f"epoch/{name}": record[name] for name in ("train_loss", "samples_per_s", "seconds")}
     values.update({f"train/{name}": value for name, value in record.get("train_terms", {}).items()})
     values.update({f"dev/{name}": value for name, value in record["dev"].items()})
     return values

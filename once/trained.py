@@ -216,9 +216,17 @@ class TrainedModel:
                 "this run's item encoder cannot encode items the data lacks: its vectors come from per-item state "
                 "(the popularity baseline; DIRE's cached hidden states, whose frozen layers were not loaded)"
             )
-        if not hasattr(self.resolved.build("tokenizer"), "restore"):
+        if not hasattr(self._new_item_tokenizer(), "restore"):
             return "this run's tokenizer cannot restore its vocabulary (it has no restore(state))"
         return None
+
+    def _new_item_tokenizer(self):
+        """The run's tokenizer with its vocabulary restored, built once (a checkpoint's tokenizer is slow to load)."""
+        if self._tokenizer is None:
+            self._tokenizer = self.resolved.build("tokenizer")
+            if hasattr(self._tokenizer, "restore"):
+                self._tokenizer.restore(self.data.tokenizer_state)
+        return self._tokenizer
 
     @torch.no_grad()
     def encode_new_items(self, rows: list[dict[str, str]]) -> torch.Tensor:
@@ -227,11 +235,7 @@ class TrainedModel:
         why = self.encodes_new_items
         if why is not None:
             raise OnceError(why, hint="Serve a run whose item encoder reads the items' text.")
-        if self._tokenizer is None:
-            tokenizer = self.resolved.build("tokenizer")
-            tokenizer.restore(self.data.tokenizer_state)
-            self._tokenizer = tokenizer
-        features = new_item_features(self.data, self.resolved.recipe.items, self._tokenizer, rows)
+        features = new_item_features(self.data, self.resolved.recipe.items, self._new_item_tokenizer(), rows)
         step = self.resolved.recipe.eval.batch_size
         parts = []
         for start in range(0, len(rows), step):
@@ -240,11 +244,18 @@ class TrainedModel:
             parts.append(self.model.item_encoder(chunk).float())
         return torch.cat(parts) if parts else torch.zeros(0, self.model.item_encoder.dim, device=self.device)
 
+    def check_new_ids(self, ids: list[str]) -> None:
+        """An error naming the ids that the catalogue has or that repeat; nothing when all are new."""
+        taken = [item for item in ids if item in self.item_index]
+        repeated = sorted({item for item in ids if ids.count(item) > 1})
+        if taken or repeated:
+            raise DataError(
+                f"item id(s) already in the catalogue or repeated: {', '.join(map(repr, (taken + repeated)[:5]))}"
+            )
+
     def add_items(self, ids: list[str], titles: list[str], vectors: torch.Tensor) -> list[int]:
         """Append items with their vectors (from `encode_new_items`); returns their indices. Ids must be new."""
-        taken = [item for item in ids if item in self.item_index]
-        if taken or len(set(ids)) < len(ids):
-            raise DataError(f"item id(s) already in the catalogue: {', '.join(taken or ids)}")
+        self.check_new_ids(ids)
         first = len(self.item_ids)
         self.item_vectors = torch.cat([self.item_vectors, vectors.to(self.item_vectors)])
         self.item_ids += ids

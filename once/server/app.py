@@ -175,9 +175,6 @@ def create_app(served: Served, token: str | None, max_body: int) -> Guard:
             )
         try:
             catalogue = served.current
-            why = catalogue.new_items_error()
-            if why is not None:
-                raise OnceError(why, hint="Serve a run whose item encoder reads the items' text.")
             catalogue.add([item.id for item in request.items], [item.fields for item in request.items], served.store)
         finally:
             served.writing.release()
@@ -200,7 +197,7 @@ def create_app(served: Served, token: str | None, max_body: int) -> Guard:
             posted_items=catalogue.posted,
             index=catalogue.index_kind,
             recall_at_10=catalogue.recall,
-            new_items=catalogue.new_items_error(),
+            new_items=catalogue.trained.encodes_new_items,
             loaded_at=served.loaded_at,
         )
 

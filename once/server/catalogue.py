@@ -8,7 +8,6 @@ vector(s), so a score equals the model's and only the choice of items can differ
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,6 @@ class Catalogue:
         self.trained = TrainedModel(run_dir, registry)
         self.index_kind = index
         self.posted = 0
-        self._writing = threading.Lock()
         self.index: HnswIndex | None = None
         self.recall: float | None = None
         if index == "hnsw":
@@ -167,22 +165,14 @@ class Catalogue:
         kept = best.values != float("-inf")
         return pool[best.indices[kept]].tolist(), best.values[kept].tolist()
 
-    def new_items_error(self) -> str | None:
-        return self.trained.encodes_new_items
-
     def add(self, item_ids: list[str], fields: list[dict[str, str]], store: ItemStore) -> None:
         """Encode new items, store them (all or none), then make them servable: vectors first, then ids, then the
-        index, so a request running meanwhile never sees an id without its vector."""
-        with self._writing:
-            taken = [item for item in item_ids if item in self.trained.item_index]
-            repeated = sorted({item for item in item_ids if item_ids.count(item) > 1})
-            if taken or repeated:
-                raise DataError(
-                    f"item id(s) already in the catalogue or repeated: {', '.join(map(repr, (taken + repeated)[:5]))}"
-                )
-            vectors = self.trained.encode_new_items(fields)
-            store.add(list(zip(item_ids, fields, strict=True)))
-            self._extend(item_ids, fields, vectors)
+        index, so a request running meanwhile never sees an id without its vector. Callers post one at a time
+        (`Served.writing`)."""
+        self.trained.check_new_ids(item_ids)  # before encoding and storing anything
+        vectors = self.trained.encode_new_items(fields)
+        store.add(list(zip(item_ids, fields, strict=True)))
+        self._extend(item_ids, fields, vectors)
 
     def _append(self, item_ids: list[str], fields: list[dict[str, str]]) -> None:
         self._extend(item_ids, fields, self.trained.encode_new_items(fields))

@@ -142,8 +142,9 @@ class Indexer:
         if len(ids) and ids.min() >= 0 and ids.max() < self.DENSE:
             self.dense = np.zeros(int(ids.max()) + 1, np.int32)
             self.dense[ids] = np.arange(1, len(ids) + 1)
-        order = np.argsort(ids, kind="stable")
-        self.keys, self.items = ids[order], order + 1
+        else:
+            order = np.argsort(ids, kind="stable")
+            self.keys, self.items = ids[order], order + 1
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         if self.dense is not None:

@@ -67,7 +67,7 @@ class MlflowTracker:
         self._metrics({f"train/{k}": v for k, v in values.items()}, step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
-        self._metrics({k if "/" in k else f"epoch/{k}": v for k, v in values.items()}, epoch)
+        self._metrics(values, epoch)
 
     def finish(self, test: dict[str, float], groups: dict[str, dict[str, float]], artifacts: list[Path]) -> None:
         values = {f"test/{k}": v for k, v in test.items()}

@@ -33,7 +33,7 @@ class TensorBoardTracker:
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
         for name, value in values.items():
-            self.writer.add_scalar(name if "/" in name else f"epoch/{name}", value, epoch)
+            self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
 
     def finish(self, test: dict[str, float], groups: dict[str, dict[str, float]], artifacts: list[Path]) -> None:

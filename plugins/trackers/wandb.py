@@ -39,7 +39,7 @@ class WandbTracker:
         self.run.log({f"train/{k}": v for k, v in values.items()}, step=step)
 
     def epoch(self, epoch: int, values: dict[str, float]) -> None:
-        self.run.log({"epoch": epoch, **{k if "/" in k else f"epoch/{k}": v for k, v in values.items()}})
+        self.run.log({"epoch": epoch, **values})
 
     def finish(self, test: dict[str, float], groups: dict[str, dict[str, float]], artifacts: list[Path]) -> None:
         self.run.summary.update({f"test/{k}": v for k, v in test.items()})
