@@ -150,16 +150,16 @@ def score_split(
         for rows in tracked(_chunks(len(rows_of_rank), chunk), -(-len(rows_of_rank) // chunk), "scoring"):
             width = int(lengths[rows].max())
             candidates = torch.from_numpy(split.candidates.padded(rows_of_rank[rows], width)).to(device)
+            history = torch.from_numpy(histories[rows]).to(device)
+            user_ids = torch.from_numpy(users[rows]).to(device)
             if per_user:
                 vectors = user_vectors[torch.from_numpy(user_of_impression[rows]).to(device)]
-                batch_scores = model.predictor(vectors, items[candidates])
+                history_vectors = items[history] if model.attends_history else None
+                batch_scores = model.predict(vectors, items[candidates], user_ids, candidates, history, history_vectors)
             elif fast:  # candidate-aware users, on the cached item vectors
-                history = torch.from_numpy(histories[rows]).to(device)
-                user_ids = torch.from_numpy(users[rows]).to(device)
-                batch_scores = model.score_vectors(items[history], history, user_ids, items[candidates])
+                batch_scores = model.score_vectors(items[history], history, user_ids, items[candidates], candidates)
             else:
-                history = torch.from_numpy(histories[rows]).to(device)
-                batch_scores = model(history, candidates, torch.from_numpy(users[rows]).to(device))
+                batch_scores = model(history, candidates, user_ids)
             batch_scores = batch_scores.float().cpu().numpy()
             scores.extend(batch_scores[i, : lengths[row]] for i, row in enumerate(rows))
     if not world.distributed or not len(split):

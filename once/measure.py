@@ -45,7 +45,13 @@ class MetricSuite:
         cls, resolved: ResolvedRecipe, categories: tuple[str, ...], k: tuple[int, ...] | None = None
     ) -> MetricSuite:
         """The recipe's metrics, at its cut-offs eval.k or at `k`."""
-        context = MetricContext(k=tuple(resolved.recipe.eval.k) if k is None else k, categories=categories)
+        train = resolved.recipe.train
+        context = MetricContext(
+            k=tuple(resolved.recipe.eval.k) if k is None else k,
+            categories=categories,
+            task=train.task,
+            unclicked_rate=train.unclicked_rate,
+        )
         metrics = tuple(part.load()(options, context) for part, options in resolved.metrics)
         seen: dict[str, str] = {}
         for (part, _), metric in zip(resolved.metrics, metrics, strict=True):

@@ -10,7 +10,7 @@ from torch import nn
 from once.data.prepare import PreparedData
 from once.errors import OnceError, RecipeError
 from once.nn import word_embedding
-from once.protocols import BuildContext
+from once.protocols import BuildContext, Pairs
 from once.recipe import ResolvedRecipe
 
 
@@ -108,11 +108,39 @@ class Recommender(nn.Module):
         vectors = self.user_encoder(history_vectors, history != 0, seen)
         return vectors if self.profiles is None else self.profiles(vectors, users)
 
-    def score_vectors(
-        self, history_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor, candidate_vectors: torch.Tensor
+    @property
+    def attends_history(self) -> bool:
+        """Whether the predictor reads the history's item vectors (DIN) beside the user vector."""
+        return bool(getattr(self.predictor, "attends_history", False))
+
+    def predict(
+        self,
+        user_vectors: torch.Tensor,
+        candidate_vectors: torch.Tensor,
+        users: torch.Tensor,
+        candidates: torch.Tensor,
+        history: torch.Tensor,
+        history_vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(batch, candidates) scores from item vectors already computed (fast evaluation, serving)."""
-        return self.predictor(self.encode_users(history_vectors, history, users, candidate_vectors), candidate_vectors)
+        """(batch, candidates) scores from user vectors and candidate vectors, with the rows' users, candidate items
+        and history; `history_vectors` is needed when the predictor attends to the history."""
+        if self.attends_history and history_vectors is None:
+            raise OnceError("this model's predictor attends to the history: its item vectors are needed")
+        pairs = Pairs(self._seen(users), candidates, history, history_vectors if self.attends_history else None)
+        return self.predictor(user_vectors, candidate_vectors, pairs)
+
+    def score_vectors(
+        self,
+        history_vectors: torch.Tensor,
+        history: torch.Tensor,
+        users: torch.Tensor,
+        candidate_vectors: torch.Tensor,
+        candidates: torch.Tensor,
+    ) -> torch.Tensor:
+        """(batch, candidates) scores from item vectors already computed (fast evaluation, serving), for the
+        (batch, candidates) item indices `candidates`."""
+        user_vectors = self.encode_users(history_vectors, history, users, candidate_vectors)
+        return self.predict(user_vectors, candidate_vectors, users, candidates, history, history_vectors)
 
     def auxiliary_losses(self) -> dict[str, torch.Tensor]:
         """The named, weighted loss terms the parts computed in their last training forward (TANR's topic loss,
@@ -152,7 +180,7 @@ class Recommender(nn.Module):
             inverse = torch.arange(len(occurrences), device=history.device)
         history_vectors = vectors[inverse[: batch * length]].view(batch, length, -1)
         candidate_vectors = vectors[inverse[batch * length :]].view(*candidates.shape, -1)
-        return self.score_vectors(history_vectors, history, users, candidate_vectors)
+        return self.score_vectors(history_vectors, history, users, candidate_vectors, candidates)
 
 
 def item_clicks(data: PreparedData) -> torch.Tensor:
@@ -184,6 +212,16 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     aware = bool(getattr(user_encoder, "candidate_aware", False))  # (batch, candidates, dim)
     context = replace(context, user_dim=user_encoder.dim, user_vectors=vectors, candidate_aware_users=aware)
     predictor = resolved.build("model", "predictor", context=context)
+    task, tasks = resolved.recipe.train.task, getattr(predictor, "tasks", ("matching", "ranking"))
+    if task not in tasks:
+        name = resolved.part("model", "predictor").name
+        raise RecipeError(
+            f"the predictor '{name}' (model.predictor) trains under train.task: {' or '.join(tasks)} only, and the "
+            f"recipe sets train.task: {task}",
+            where="model.predictor",
+            hint=f"Set train.task: {tasks[0]}, or choose a predictor that supports {task} (once plugins --kind "
+            "predictor).",
+        )
     profiles = None
     if data.user_profiles is not None:
         if vectors > 1 or aware:

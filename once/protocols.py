@@ -167,19 +167,43 @@ class UserEncoder(Protocol):
     def __call__(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """What a predictor may read beside the vectors it scores: who the rows are and which items are scored.
+
+    `users` (batch,) user indices, 0 for a user not seen in training; `items` (batch, candidates) the candidates'
+    item indices (0 = padding; an item posted to `once serve` has an index past the data's items); `history`
+    (batch, history) the history's item indices (0 = padding) and, for a predictor that sets
+    `attends_history = True`, `history_vectors` (batch, history, item_dim) (None for the others, which the
+    fast paths then never gather).
+    """
+
+    users: torch.Tensor
+    items: torch.Tensor
+    history: torch.Tensor
+    history_vectors: torch.Tensor | None = None
+
+
 class Predictor(Protocol):
     """A click predictor (a torch module), built as `implementation(options, BuildContext)` with both dims set.
 
-    Input: user vectors `(batch, user_dim)` and candidate vectors `(batch, candidates, item_dim)`; output scores
-    `(batch, candidates)` (logits: the matching task applies softmax cross-entropy over candidates). With a
-    multi-interest user encoder (`BuildContext.user_vectors` K > 1) the users are `(batch, K, user_dim)`; a
-    predictor that cannot combine K vectors raises a RecipeError when built with K > 1. A predictor whose score
+    Input: user vectors `(batch, user_dim)`, candidate vectors `(batch, candidates, item_dim)` and the rows'
+    `Pairs`; output scores `(batch, candidates)`, one logit per (user, candidate) pair. The matching task applies
+    softmax cross-entropy over an impression's candidates, the ranking task binary cross-entropy to each pair
+    (then `sigmoid(score)` is the click probability). A CTR predictor reads side fields (the user's id, the
+    candidate's category or popularity) through `Pairs` and the tables of `BuildContext`; a history-attending
+    one (DIN) sets `attends_history = True` and gets the history's item vectors. A predictor that trains under
+    one task only sets `tasks = ("ranking",)` (or `("matching",)`): the engine refuses a recipe whose
+    `train.task` it lacks.
+
+    With a multi-interest user encoder (`BuildContext.user_vectors` K > 1) the users are `(batch, K, user_dim)`;
+    a predictor that cannot combine K vectors raises a RecipeError when built with K > 1. A predictor whose score
     grows with the inner product of the candidate and a user vector (dot; MINER's K interests) sets
     `retrieves_by_inner_product = True`: `once serve --index hnsw` then lets an ANN index propose the candidates
     (by each user vector) that the predictor scores; a network predictor (DKN's) is served exactly.
     """
 
-    def __call__(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, users: torch.Tensor, candidates: torch.Tensor, pairs: Pairs) -> torch.Tensor: ...
 
 
 class Augmenter(Protocol):
@@ -194,10 +218,13 @@ class Augmenter(Protocol):
 
 @dataclass(frozen=True)
 class MetricContext:
-    """What a metric is built with: the recipe's top-k cut-offs and the item category fields the data has."""
+    """What a metric is built with: the recipe's top-k cut-offs, the item category fields the data has, and the
+    training task (under `ranking`, `sigmoid(score + log(unclicked_rate))` is a calibrated click probability)."""
 
     k: tuple[int, ...]  # eval.k
     categories: tuple[str, ...]  # category fields of the prepared items (empty when there are none)
+    task: str = "matching"  # train.task
+    unclicked_rate: float = 1.0  # train.unclicked_rate: the share of unclicked rows ranking trained on
 
 
 @dataclass(frozen=True)

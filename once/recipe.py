@@ -169,10 +169,26 @@ Metric = Literal["auc", "mrr", "ndcg@5", "ndcg@10"]
 
 class TrainSection(Strict):
     epochs: int = Field(5, ge=0, description="0 evaluates without training (the training-free baselines)")
-    batch_size: int = Field(64, ge=1)
+    task: Literal["matching", "ranking"] = Field(
+        "matching",
+        description="matching: each click against `negatives` unclicked candidates of its impression, softmax"
+        " cross-entropy; ranking: every candidate row alone, binary cross-entropy (click-through prediction)",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="clicks per batch (matching), or candidate rows, of whole impressions (ranking)"
+    )
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    negatives: int = Field(4, ge=1, description="unclicked candidates per click, from the same impression")
+    negatives: int = Field(
+        4, ge=1, description="unclicked candidates per click, from the same impression (matching task)"
+    )
+    unclicked_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of unclicked rows each ranking epoch keeps (down-sampling); probabilities are"
+        " calibrated back by adding log(rate) to the logits",
+    )
     max_history: int = Field(50, ge=1, description="most recent history items kept")
     accumulate: int = Field(1, ge=1, description="batches per optimizer step")
     warmup_steps: int = Field(0, ge=0)
@@ -186,6 +202,21 @@ class TrainSection(Strict):
         description="batches built ahead in a background thread (0: on demand; on 2 CPU cores it slowed"
         " NRMS training, see docs/benchmarks.md)",
     )
+
+    @model_validator(mode="after")
+    def _task_keys(self) -> TrainSection:
+        if self.task == "matching" and self.unclicked_rate != 1:
+            raise ValueError(
+                "train.unclicked_rate down-samples the rows of train.task: ranking, but train.task is matching"
+                " (which draws train.negatives per click instead); set train.task: ranking or drop"
+                " train.unclicked_rate"
+            )
+        if self.task == "ranking" and "negatives" in self.model_fields_set:
+            raise ValueError(
+                "train.negatives sets the unclicked candidates per click of train.task: matching, but train.task"
+                " is ranking (which trains on every row, thinned by train.unclicked_rate); drop train.negatives"
+            )
+        return self
 
 
 class EvalSection(Strict):

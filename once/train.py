@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from once.assembly import assemble, pick_device, prepare_once, set_execution, start_world
 from once.checkpoint import load_model, load_training_state, save_model, save_training_state
 from once.data.prepare import PreparedData
-from once.data.sampling import TrainingSamples, prefetched, training_batches
+from once.data.sampling import RankingRows, TrainingSamples, prefetched, ranking_batches, training_batches
 from once.distributed import World
 from once.errors import DataError, Interrupted, OnceError
 from once.evaluate import autocast, evaluate, evaluation_settings
@@ -116,9 +116,27 @@ class Trainer:
         )
 
     def _setup_data(self) -> None:
-        self.samples = TrainingSamples.from_split(self.data.splits["train"])
+        split = self.data.splits["train"]
+        self.samples = TrainingSamples.from_split(split)
         if not len(self.samples):
             raise DataError("the training split has no clicked candidates to learn from")
+        self.rows = RankingRows.from_split(split) if self.recipe.train.task == "ranking" else None
+
+    def _epoch_batches(self, rng: np.random.Generator) -> tuple[int, Iterator[dict[str, torch.Tensor]]]:
+        """(batches, stream) of one epoch: per click with its sampled negatives (matching), or the kept rows of
+        whole impressions (ranking)."""
+        train, split = self.recipe.train, self.data.splits["train"]
+        if self.rows is not None:
+            kept = self.rows.kept(train.unclicked_rate, rng)
+            return ranking_batches(
+                self.rows, kept, split.history, split.user_ids, rng, train.batch_size, train.max_history
+            )
+        negatives = self.samples.negatives(train.negatives, self.data.num_items, rng)
+        order = rng.permutation(len(self.samples))
+        stream = training_batches(
+            self.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
+        )
+        return -(-len(order) // train.batch_size), stream
 
     def resume(self, run: Run) -> None:
         saved = load_training_state(
@@ -150,23 +168,17 @@ class Trainer:
         train = self.recipe.train
         torch.manual_seed(epoch_seed(self.recipe.seed, epoch) + self.world.rank)  # each rank its own dropout
         rng = np.random.default_rng(epoch_seed(self.recipe.seed, epoch))  # the same batches on every rank
-        negatives = self.samples.negatives(train.negatives, self.data.num_items, rng)
-        order = rng.permutation(len(self.samples))
-        batches = -(-len(order) // train.batch_size)
+        batches, stream = self._epoch_batches(rng)
         if train.max_steps:
             batches = min(batches, train.max_steps * train.accumulate)
         self.model.train()
         self.optimizer.zero_grad()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         terms: dict[str, float] = {}  # auxiliary loss terms, summed over rows like the click loss
-        split = self.data.splits["train"]
         with progress_bar(
             "loss {task.fields[loss]}", "{task.fields[rate]} samples/s", console=self.console
         ) as progress:
             task = progress.add_task(f"epoch {epoch + 1}/{train.epochs}", total=batches, loss="-", rate="-")
-            stream = training_batches(
-                self.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
-            )
             ahead = contextlib.closing(prefetched(islice(stream, batches), train.prefetch))
             with ahead as ready:
                 for step, batch in enumerate(ready):
@@ -203,25 +215,25 @@ class Trainer:
 
     def step(self, batch: dict[str, torch.Tensor], syncing: bool = True) -> tuple[float, int, dict[str, float]]:
         """Forward and backward for this rank's share of one global batch, and an optimizer step when `syncing`
-        (the last batch of an accumulated step). Returns the share's mean click loss, its size and the parts'
-        auxiliary loss terms (trained on with the click loss, reported apart)."""
-        # weighting each share by its size makes DDP's average of the ranks' gradients the gradient of the global
-        # batch's mean loss, however the batch divides among ranks
-        world, rows, weight = self.world, len(batch["candidates"]), 1.0
-        if world.distributed and rows >= world.size:  # fewer rows than ranks: every rank takes them all
-            share = world.shard(rows)
-            weight = len(share) * world.size / rows
-            batch = {k: v[share] for k, v in batch.items()}
+        (the last batch of an accumulated step). Returns the share's mean click loss, its size (samples: clicks
+        for matching, candidate rows for ranking) and the parts' auxiliary loss terms (trained on with the click
+        loss, reported apart)."""
+        # weighting each share by its samples makes DDP's average of the ranks' gradients the gradient of the
+        # global batch's mean loss, however the batch divides among ranks
+        world, weight = self.world, 1.0
+        impressions, total = len(batch["candidates"]), samples_in(batch)
+        if world.distributed and impressions >= world.size:  # fewer rows than ranks: every rank takes them all
+            batch = {k: v[world.shard(impressions)] for k, v in batch.items()}
+            weight = samples_in(batch) * world.size / total
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         with self._no_sync(not syncing):
             with autocast(self.device, self.recipe.precision):
                 scores, terms = self.forward(batch["history"], batch["candidates"], batch["users"], with_terms=True)
-            target = torch.zeros(len(scores), dtype=torch.long, device=self.device)  # the click is first
-            loss = F.cross_entropy(scores.float(), target)
+            loss = click_loss(scores.float(), batch.get("labels"))
             ((loss + sum(terms.values())) * weight / self.recipe.train.accumulate).backward()
         if syncing:
             self._optimizer_step()
-        return loss.item(), len(scores), {name: term.item() for name, term in terms.items()}
+        return loss.item(), samples_in(batch), {name: term.item() for name, term in terms.items()}
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         """Under DDP, no gradient all-reduce for the batches an accumulated step adds up before its last."""
@@ -279,6 +291,20 @@ class Trainer:
             if groups:
                 write_json(run.path / TEST_GROUPS, groups)
         return metrics, groups
+
+
+def samples_in(batch: dict[str, torch.Tensor]) -> int:
+    """The loss terms a batch holds: one per click (matching) or per labeled candidate row (ranking)."""
+    return int((batch["labels"] >= 0).sum()) if "labels" in batch else len(batch["candidates"])
+
+
+def click_loss(scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """The task's loss, a mean over the batch's samples: softmax cross-entropy over each click's candidates
+    (the click first, matching), or binary cross-entropy of each labeled row's logit (ranking; label -1 pads)."""
+    if labels is None:
+        return F.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+    labeled = labels >= 0
+    return F.binary_cross_entropy_with_logits(scores[labeled], labels[labeled])
 
 
 def epoch_values(record: dict[str, Any]) -> dict[str, float]:

@@ -153,17 +153,21 @@ class TrainedModel:
         """(len(pool),) scores of one user for the items in `pool`: through the user's vector, or for a
         candidate-aware model through the user encoder with the pool as candidates, in chunks (from the user's
         latest history, or the history `given`)."""
-        if vector is not None:
-            return self.model.predictor(vector.unsqueeze(0), self.item_vectors[pool].unsqueeze(0))[0]
         history = self.histories([user], None if given is None else [given])
         users_tensor = torch.tensor([user], dtype=torch.long, device=self.device)
+        history_vectors = self.item_vectors[history]
+        if vector is not None:
+            candidates = pool.unsqueeze(0)
+            vectors = self.item_vectors[candidates]
+            return self.model.predict(vector.unsqueeze(0), vectors, users_tensor, candidates, history, history_vectors)[
+                0
+            ]
         step = max(1, self.resolved.recipe.eval.batch_size)
-        parts = [
-            self.model.score_vectors(
-                self.item_vectors[history], history, users_tensor, self.item_vectors[pool[i : i + step]].unsqueeze(0)
-            )[0]
-            for i in range(0, len(pool), step)
-        ]
+        parts = []
+        for start in range(0, len(pool), step):
+            candidates = pool[start : start + step].unsqueeze(0)
+            vectors = self.item_vectors[candidates]
+            parts.append(self.model.score_vectors(history_vectors, history, users_tensor, vectors, candidates)[0])
         return torch.cat(parts)
 
     def candidates_from_file(self, path: Path) -> list[int]:

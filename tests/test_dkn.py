@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from once.api import BuildContext
+from once.api import BuildContext, Pairs
 from once.assembly import load_data
 from once.errors import RecipeError
 from once.model import build_recommender
@@ -21,9 +21,18 @@ def dkn_context(**changes) -> BuildContext:
     tokens = torch.tensor([[0, 0, 0, 0], [5, 9, 3, 0], [7, 1, 0, 0], [4, 4, 8, 2]])
     fields = {"title": tokens, "title_entities": torch.tensor([[0, 0, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])}
     return BuildContext(
-        vocab_size=12, special_ids=(0, 1), word_vectors=None, text_lengths={"title": 4}, category_sizes={},
-        num_users=1, item_features=fields, item_clicks=torch.zeros(4), tokenizer={}, entities=3,
-        entity_vectors=torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]]), **changes,
+        vocab_size=12,
+        special_ids=(0, 1),
+        word_vectors=None,
+        text_lengths={"title": 4},
+        category_sizes={},
+        num_users=1,
+        item_features=fields,
+        item_clicks=torch.zeros(4),
+        tokenizer={},
+        entities=3,
+        entity_vectors=torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]]),
+        **changes,
     )
 
 
@@ -56,9 +65,12 @@ def test_the_dkn_user_weighs_clicks_by_the_candidate_and_the_predictor_scores_pa
     users = user(history, mask, torch.zeros(2, dtype=torch.long), candidates)
     assert users.shape == (2, 4, 6) and users[1].abs().sum() == 0  # an empty history gives zeros
     assert not torch.allclose(users[0, 0], users[0, 1])  # another candidate, another user vector
-    scores = predictor(users, candidates)
+    pairs = Pairs(
+        torch.zeros(2, dtype=torch.long), torch.ones(2, 4, dtype=torch.long), torch.ones(2, 3, dtype=torch.long)
+    )
+    scores = predictor(users, candidates, pairs)
     assert scores.shape == (2, 4)
-    single = predictor(users[:, 0], candidates)  # one vector per user is broadcast over the candidates
+    single = predictor(users[:, 0], candidates, pairs)  # one vector per user is broadcast over the candidates
     torch.testing.assert_close(single[:, 0], scores[:, 0])
     with pytest.raises(RecipeError, match="several per user"):
         predictor_part.load()(predictor_part.options(), dkn_context(item_dim=6, user_dim=6, user_vectors=4))

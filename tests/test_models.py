@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from once.api import BuildContext, RecipeError
+from once.api import BuildContext, Pairs, RecipeError
 from once.nn import masked_softmax
 from once.registry import load_registry
 
@@ -189,14 +189,17 @@ def test_the_miner_predictor_combines_k_interests(aggregation):
     context = dataclasses.replace(CONTEXT, item_dim=8, user_dim=8, user_vectors=3)
     predictor = build("predictor", "miner", context, aggregation=aggregation)
     users, candidates = torch.randn(2, 3, 8, generator=generator), torch.randn(2, 5, 8, generator=generator)
-    scores = predictor(users, candidates)
+    pairs = Pairs(
+        torch.zeros(2, dtype=torch.long), torch.ones(2, 5, dtype=torch.long), torch.ones(2, 1, dtype=torch.long)
+    )
+    scores = predictor(users, candidates, pairs)
     matching = torch.einsum("bcd,bkd->bck", candidates, users)
     expected = {"max": matching.max(-1).values, "mean": matching.mean(-1)}.get(aggregation)
     if expected is not None:
         torch.testing.assert_close(scores, expected)
     else:  # target-aware weights: a convex combination of the K matching scores
         assert ((scores >= matching.min(-1).values - 1e-5) & (scores <= matching.max(-1).values + 1e-5)).all()
-    one = predictor(users[:, :1], candidates)  # a single interest: every aggregation is the dot product
+    one = predictor(users[:, :1], candidates, pairs)  # a single interest: every aggregation is the dot product
     torch.testing.assert_close(one, matching[..., 0])
 
 

@@ -111,7 +111,7 @@ def test_scores_of_a_cold_user_equal_the_models_own_user_encoding(server, traine
     with torch.no_grad():
         vectors = trained.model.encode_items(torch.cat([indices[0], cands[0]]))
         user = trained.model.encode_users(vectors[None, :4], indices, torch.tensor([0]))  # user 0: never seen
-        expected = trained.model.predictor(user, vectors[None, 4:])[0]
+        expected = trained.model.predict(user, vectors[None, 4:], torch.tensor([0]), cands, indices)[0]
     np.testing.assert_allclose([i["score"] for i in response.json()["items"]], expected.numpy(), atol=1e-5)
     # the model's full forward for an unseen user agrees
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Training samples: one per click, with K unclicked candidates drawn from the same impression."""
+"""Training samples: for matching one per click, with K unclicked candidates drawn from the same impression; for
+ranking every labeled candidate row, grouped by impression."""
 
 from __future__ import annotations
 
@@ -86,6 +87,70 @@ def training_batches(
             "candidates": torch.from_numpy(candidates),
             "users": torch.from_numpy(users[impressions]),
         }
+
+
+@dataclass
+class RankingRows:
+    """Every labeled candidate of the training split as a row (impression, item, label), in impression order."""
+
+    impressions: np.ndarray
+    items: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def from_split(cls, split: Split) -> RankingRows:
+        impression_of = np.repeat(np.arange(len(split)), split.candidates.lengths)
+        labeled = split.labels.values >= 0
+        return cls(impression_of[labeled], split.candidates.values[labeled], split.labels.values[labeled])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def kept(self, unclicked_rate: float, rng: np.random.Generator) -> np.ndarray:
+        """(rows,) True for the rows an epoch trains on: every click, and each unclicked row with probability
+        `unclicked_rate` (all of them at 1)."""
+        if unclicked_rate >= 1:
+            return np.ones(len(self), bool)
+        return (self.labels == 1) | (rng.random(len(self)) < unclicked_rate)
+
+
+def ranking_batches(
+    rows: RankingRows,
+    kept: np.ndarray,
+    history: Ragged,
+    users: np.ndarray,
+    rng: np.random.Generator,
+    batch_size: int,
+    max_history: int,
+) -> tuple[int, Iterator[dict[str, torch.Tensor]]]:
+    """(number of batches, batches): the kept rows of whole impressions in random impression order, about
+    `batch_size` rows a batch (an impression's rows are never split, so its user is encoded once per batch).
+
+    Each batch: history (impressions, width), candidates (impressions, most rows) padded with item 0, labels
+    of the same shape (1 clicked, 0 not, -1 padding), users (impressions,).
+    """
+    impressions, counts = np.unique(rows.impressions[kept], return_counts=True)
+    items, labels = rows.items[kept], rows.labels[kept]
+    offsets = np.cumsum(counts) - counts
+    order = rng.permutation(len(impressions))
+    batch_of = (np.cumsum(counts[order]) - 1) // batch_size  # an impression joins the batch its last row falls in
+    ends = np.r_[np.flatnonzero(np.diff(batch_of)) + 1, len(order)] if len(order) else np.zeros(0, np.int64)
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True):
+            chosen = order[start:end]
+            valid = np.arange(int(counts[chosen].max())) < counts[chosen][:, None]
+            positions = np.where(valid, offsets[chosen][:, None] + np.arange(valid.shape[1]), 0)
+            of = impressions[chosen]
+            width = max(1, min(max_history, int(history.lengths[of].max())))
+            yield {
+                "history": torch.from_numpy(history.padded(of, width)),
+                "candidates": torch.from_numpy(np.where(valid, items[positions], 0)),
+                "labels": torch.from_numpy(np.where(valid, labels[positions], -1).astype(np.float32)),
+                "users": torch.from_numpy(users[of]),
+            }
+
+    return len(ends), batches()
 
 
 def prefetched(batches: Iterator[T], depth: int) -> Iterator[T]:

@@ -1,4 +1,5 @@
-"""Accuracy over each impression's candidates, and global AUC over all of a split's (impression, candidate) pairs.
+"""Accuracy over each impression's candidates, and global AUC and logloss over all of a split's (impression,
+candidate) pairs.
 
 Per impression, as the official MIND evaluate.py: AUC where the impression has both a click and a non-click;
 MRR and nDCG@k where it has a click. HR@k (a click in the top k), Recall@k (clicks in the top k / clicks) and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from once.api import MetricContext, ScoredSplit, auc
+from once.api import MetricContext, RecipeError, ScoredSplit, auc
 
 
 def _where_clicked(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -138,3 +139,39 @@ class GlobalAuc:
         if labels.min() == labels.max():
             return {"global_auc": float("nan")}
         return {"global_auc": auc(labels, scores)}
+
+
+class LogLoss:
+    """Binary cross-entropy of the click probabilities over every (impression, candidate) pair of the rows, as
+    CTR work reports it; lower is better. The probability is `sigmoid(score + log(train.unclicked_rate))`: a
+    model trained on a share r of the unclicked rows overestimates the odds of a click by 1/r, and adding
+    log(r) to its logit calibrates it back (He et al. 2014, "Practical lessons from predicting clicks on ads at
+    Facebook"). Only the ranking task's scores are probabilities: under matching they are logits up to a
+    constant per impression."""
+
+    columns = ("logloss",)
+    per_impression = False
+    bootstrap = True
+    needs_vectors = False
+    needs_labels = True
+
+    def __init__(self, options, context: MetricContext):
+        if context.task != "ranking":
+            raise RecipeError(
+                "logloss (eval.metrics) scores click probabilities, which only train.task: ranking trains; under "
+                f"train.task: {context.task} a score is a logit up to a constant per impression, so its logloss "
+                "would mean nothing",
+                where="eval.metrics",
+                hint="Set train.task: ranking, or drop logloss from eval.metrics (global_auc compares across "
+                "impressions under either task).",
+            )
+        self.offset = float(np.log(context.unclicked_rate))
+
+    def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
+        labels = np.concatenate([split.labels[row] for row in rows]).astype(np.float64)
+        if not len(labels):
+            return {"logloss": float("nan")}
+        logits = np.concatenate([split.scores[row] for row in rows]).astype(np.float64) + self.offset
+        # -log sigmoid(x) = log(1 + e^-x), computed without overflow for either sign
+        losses = np.logaddexp(0.0, -logits) * labels + np.logaddexp(0.0, logits) * (1 - labels)
+        return {"logloss": float(losses.mean())}

@@ -1,7 +1,7 @@
 """The evaluation metrics of this package: accuracy (MIND's AUC, MRR, nDCG@k; HR, recall and precision@k; global
-AUC) and beyond accuracy (diversity, coverage, exposure Gini, novelty, popularity, long tail, personalisation,
-calibration). A recipe lists them in `eval.metrics`; `eval.k` gives the top-k cut-offs. docs/metrics.md has each
-formula and the source it follows.
+AUC and logloss) and beyond accuracy (diversity, coverage, exposure Gini, novelty, popularity, long tail,
+personalisation, calibration). A recipe lists them in `eval.metrics`; `eval.k` gives the top-k cut-offs.
+docs/metrics.md has each formula and the source it follows.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it.
@@ -47,6 +47,7 @@ def register_metrics(register):
     register("recall", f"{accuracy}:Recall", NoOptions)
     register("precision", f"{accuracy}:Precision", NoOptions)
     register("global_auc", f"{accuracy}:GlobalAuc", NoOptions)
+    register("logloss", f"{accuracy}:LogLoss", NoOptions)
     beyond = "once_plugins.metrics.beyond"
     register("ild", f"{beyond}:IntraListDiversity", DiversityOptions)
     register("novelty", f"{beyond}:Novelty", NoOptions)

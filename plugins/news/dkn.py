@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from once.api import RecipeError, masked_softmax, word_embedding
+from once.api import Pairs, RecipeError, masked_softmax, word_embedding
 from once_plugins.news.parts import DknItemOptions, DknPredictorOptions, DknUserOptions
 
 
@@ -118,7 +118,7 @@ class DknPredictor(nn.Module):
             size = hidden
         self.network = nn.Sequential(*layers, nn.Linear(size, 1))
 
-    def forward(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, candidates: torch.Tensor, pairs: Pairs) -> torch.Tensor:
         # users: (batch, dim) or (batch, C, dim) from a candidate-aware encoder; candidates (batch, C, dim)
         if users.dim() == 2:
             users = users.unsqueeze(1).expand(-1, candidates.shape[1], -1)

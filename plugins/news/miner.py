@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from once.api import RecipeError, masked_softmax
+from once.api import Pairs, RecipeError, masked_softmax
 from once_plugins.news.parts import MinerPredictorOptions, MinerUserOptions
 
 
@@ -73,7 +73,7 @@ class MinerPredictor(nn.Module):
         weighted = options.aggregation == "weighted"
         self.target = nn.Linear(context.user_dim, context.item_dim, bias=False) if weighted else None
 
-    def forward(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, candidates: torch.Tensor, pairs: Pairs) -> torch.Tensor:
         # users: (batch, K, dim) or (batch, dim); candidates: (batch, candidates, dim) -> (batch, candidates)
         if users.dim() == 2:
             users = users.unsqueeze(1)

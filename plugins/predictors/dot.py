@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import RecipeError
+from once.api import Pairs, RecipeError
 from once_plugins.predictors.parts import DotOptions
 
 
@@ -32,7 +32,7 @@ class DotPredictor(nn.Module):
             )
         self.per_candidate = context.candidate_aware_users
 
-    def forward(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def forward(self, user: torch.Tensor, candidates: torch.Tensor, pairs: Pairs) -> torch.Tensor:
         # user: (batch, dim), or (batch, candidates, dim) from a candidate-aware user encoder;
         # candidates: (batch, candidates, dim) -> (batch, candidates)
         if self.per_candidate:
