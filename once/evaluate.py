@@ -143,7 +143,7 @@ def score_split(
                 user_parts.append(model.encode_users(items[history], history, user_ids).float())
         user_vectors = torch.cat(user_parts) if user_parts else items[:0]
     chunk = batch_size
-    if model.candidate_aware:  # the user encoder runs once per (impression, candidate): keep chunks that size
+    if model.candidate_aware or model.attends_history:  # work per (impression, candidate): keep chunks that size
         chunk = max(1, batch_size // max(1, int(lengths.max(initial=1))))
     scores: list[np.ndarray] = []
     with autocast(device, precision):

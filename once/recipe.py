@@ -211,11 +211,6 @@ class TrainSection(Strict):
                 " (which draws train.negatives per click instead); set train.task: ranking or drop"
                 " train.unclicked_rate"
             )
-        if self.task == "ranking" and "negatives" in self.model_fields_set:
-            raise ValueError(
-                "train.negatives sets the unclicked candidates per click of train.task: matching, but train.task"
-                " is ranking (which trains on every row, thinned by train.unclicked_rate); drop train.negatives"
-            )
         return self
 
 

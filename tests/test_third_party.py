@@ -71,3 +71,18 @@ def test_recipe_naming_the_plugin_trains_with_it(installed, tmp_path):
     result = train(resolved, runs_root=tmp_path, plugins=registry.distributions())
     assert "once-toy-plugin" in (result.run.path / "run.json").read_text()
     assert result.test["auc"] > 0.6  # a mean of clicked items is a real, if weaker, user model
+
+
+def test_a_predictor_for_one_task_refuses_a_recipe_of_the_other(installed, tmp_path):
+    registry = load_registry()
+    overrides = [*TINY, "model.predictor.name=bilinear", "requires=[once-toy-plugin>=0.1]"]
+    with pytest.raises(RecipeError) as error:
+        train(load_recipe("demo", registry, overrides), runs_root=tmp_path)
+    message = str(error.value)
+    assert "'bilinear' (model.predictor)" in message and "train.task: ranking only" in message
+    assert "sets train.task: matching" in message and error.value.where == "model.predictor"
+    assert not list(tmp_path.iterdir())  # refused before a run directory was made
+    result = train(
+        load_recipe("demo", registry, [*overrides, "train.task=ranking", "train.lr=0.001"]), runs_root=tmp_path
+    )
+    assert result.epochs[-1]["train_loss"] < result.epochs[0]["train_loss"]  # it learns under its own task

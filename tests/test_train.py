@@ -107,9 +107,15 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     assert len(draws) > 1  # drawn at random, not the first three
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry, capsys):
-    """In deterministic mode, to the last bit: weights, optimizer moments and every metric."""
-    overrides = [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5", "deterministic=true"]
+RANKING = ["train.task=ranking", "train.unclicked_rate=0.5", "model.user={name: attention, query_dim: 16}"]
+RANKING += ["model.predictor={name: din, fields: [user, category], attention_hidden: [8], hidden: [16]}"]
+
+
+@pytest.mark.parametrize("task", [[], RANKING], ids=["matching", "ranking-din"])
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, registry, capsys, task):
+    """In deterministic mode, to the last bit: weights, optimizer moments, running statistics and every metric;
+    under the ranking task too (down-sampled rows, DIN's Dice statistics)."""
+    overrides = [*TINY, "train.epochs=3", "train.patience=5", "train.warmup_steps=5", "deterministic=true", *task]
     resolved = load_recipe("demo", registry, overrides)
     whole = train(resolved, runs_root=tmp_path / "whole")
 

@@ -24,3 +24,26 @@ class MeanUserEncoder(nn.Module):
 @hookimpl
 def register_user_encoders(register: Register) -> None:
     register("average", MeanUserEncoder, MeanOptions)
+
+
+class BilinearOptions(Options):
+    pass
+
+
+class BilinearPredictor(nn.Module):
+    """score = user^T W candidate + b: a calibrated click probability through sigmoid, so it trains by ranking only."""
+
+    tasks = ("ranking",)
+
+    def __init__(self, options: BilinearOptions, context: BuildContext) -> None:
+        super().__init__()
+        self.bilinear = nn.Bilinear(context.user_dim, context.item_dim, 1)
+
+    def forward(self, users: torch.Tensor, candidates: torch.Tensor, pairs) -> torch.Tensor:
+        users = users.unsqueeze(1).expand(-1, candidates.shape[1], -1).contiguous()
+        return self.bilinear(users, candidates.contiguous()).squeeze(-1)
+
+
+@hookimpl
+def register_predictors(register: Register) -> None:
+    register("bilinear", BilinearPredictor, BilinearOptions)
