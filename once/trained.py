@@ -151,24 +151,26 @@ class TrainedModel:
         self, user: int, pool: torch.Tensor, vector: torch.Tensor | None, given: np.ndarray | None = None
     ) -> torch.Tensor:
         """(len(pool),) scores of one user for the items in `pool`: through the user's vector, or for a
-        candidate-aware model through the user encoder with the pool as candidates, in chunks (from the user's
-        latest history, or the history `given`)."""
+        candidate-aware model through the user encoder with the pool as candidates (from the user's latest
+        history, or the history `given`). Work per (user, candidate) — a candidate-aware user encoder, a
+        history-attending predictor — runs in chunks of eval.batch_size candidates."""
         history = self.histories([user], None if given is None else [given])
         users_tensor = torch.tensor([user], dtype=torch.long, device=self.device)
         history_vectors = self.item_vectors[history]
-        if vector is not None:
-            candidates = pool.unsqueeze(0)
-            vectors = self.item_vectors[candidates]
-            return self.model.predict(vector.unsqueeze(0), vectors, users_tensor, candidates, history, history_vectors)[
-                0
-            ]
-        step = max(1, self.resolved.recipe.eval.batch_size)
+        per_pair = vector is None or self.model.attends_history
+        step = max(1, self.resolved.recipe.eval.batch_size) if per_pair else max(1, len(pool))
         parts = []
         for start in range(0, len(pool), step):
             candidates = pool[start : start + step].unsqueeze(0)
             vectors = self.item_vectors[candidates]
-            parts.append(self.model.score_vectors(history_vectors, history, users_tensor, vectors, candidates)[0])
-        return torch.cat(parts)
+            if vector is None:
+                parts.append(self.model.score_vectors(history_vectors, history, users_tensor, vectors, candidates)[0])
+            else:
+                user_vector = vector.unsqueeze(0)
+                parts.append(
+                    self.model.predict(user_vector, vectors, users_tensor, candidates, history, history_vectors)[0]
+                )
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
 
     def candidates_from_file(self, path: Path) -> list[int]:
         """Item indices listed in a file, whitespace-separated, one or more per line; repeats count once."""

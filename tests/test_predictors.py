@@ -21,6 +21,7 @@ from once.model import build_recommender
 from once.protocols import MetricContext
 from once.recipe import load_recipe
 from once.train import click_loss, train
+from once.trained import TrainedModel
 from once_plugins.metrics.accuracy import GlobalAuc, LogLoss
 from once_plugins.predictors.autoint import InteractingLayer
 from once_plugins.predictors.deepfm import factorization_machine
@@ -261,3 +262,21 @@ def test_a_ctr_recipe_learns_the_demo_under_the_ranking_task(registry, tmp_path)
     assert result.test["auc"] > 0.65, result.test  # chance is 0.5
     assert result.test["logloss"] < result.epochs[0]["train_loss"] * 1.2  # probabilities, not bare logits
     assert result.epochs[-1]["train_loss"] < result.epochs[0]["train_loss"]
+
+
+def test_recommend_scores_a_ctr_model_as_its_full_forward_over_the_whole_catalogue(registry, tmp_path):
+    """DIN's history attention and the side fields on the recommend (and serve) path, in chunks of the pool."""
+    overrides = [*TINY, "model.user={name: attention, query_dim: 16}", "train.epochs=1", "eval.batch_size=100"]
+    overrides += ["model.predictor.fields=[user, popularity, category]", "model.predictor.attention_hidden=[8]"]
+    run_dir = train(load_recipe("demo-din", registry, overrides), runs_root=tmp_path).run.path
+    trained = TrainedModel(run_dir, registry)
+    user = trained.data.users[7]
+    (recommendations,) = trained.recommend([user], top=trained.data.num_items).values()  # several chunks
+    items = [trained.item_index[r.item] for r in recommendations][:300]
+    split, row = trained._latest[trained.user_index(user)]
+    history = torch.tensor(trained.data.splits[split].history[row]).unsqueeze(0)
+    users = torch.tensor(trained.data.splits[split].user_ids[row : row + 1])
+    with torch.no_grad():
+        full = trained.model(history, torch.tensor([items]), users)[0]
+    expected = torch.tensor([r.score for r in recommendations][:300])
+    torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-5)

@@ -120,40 +120,46 @@ class Precision(_AtK):
         return top.sum(axis=1) / k
 
 
-class GlobalAuc:
-    """AUC over every (impression, candidate) pair of the rows at once, as CTR work reports it (sklearn's
-    roc_auc_score over the pooled pairs): it also asks that scores be comparable across impressions."""
+class _Pooled:
+    """A metric over every (impression, candidate) pair of the rows at once, as CTR work reports it."""
 
-    columns = ("global_auc",)
     per_impression = False
     bootstrap = True
     needs_vectors = False
     needs_labels = True
+    columns: tuple[str, ...]
 
     def __init__(self, options, context: MetricContext):
         pass
 
+    @staticmethod
+    def pooled(split: ScoredSplit, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, scores) of the rows' pairs, as float64."""
+        labels = np.concatenate([split.labels[row] for row in rows]).astype(np.float64)
+        return labels, np.concatenate([split.scores[row] for row in rows]).astype(np.float64)
+
+
+class GlobalAuc(_Pooled):
+    """AUC over every pair of the rows pooled (sklearn's roc_auc_score over them): it also asks that scores be
+    comparable across impressions."""
+
+    columns = ("global_auc",)
+
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
-        labels = np.concatenate([split.labels[row] for row in rows])
-        scores = np.concatenate([split.scores[row] for row in rows])
-        if labels.min() == labels.max():
+        labels, scores = self.pooled(split, rows)
+        if not len(labels) or labels.min() == labels.max():
             return {"global_auc": float("nan")}
         return {"global_auc": auc(labels, scores)}
 
 
-class LogLoss:
-    """Binary cross-entropy of the click probabilities over every (impression, candidate) pair of the rows, as
-    CTR work reports it; lower is better. The probability is `sigmoid(score + log(train.unclicked_rate))`: a
-    model trained on a share r of the unclicked rows overestimates the odds of a click by 1/r, and adding
-    log(r) to its logit calibrates it back (He et al. 2014, "Practical lessons from predicting clicks on ads at
-    Facebook"). Only the ranking task's scores are probabilities: under matching they are logits up to a
-    constant per impression."""
+class LogLoss(_Pooled):
+    """Binary cross-entropy of the click probabilities over every pair of the rows pooled; lower is better. The
+    probability is `sigmoid(score + log(train.unclicked_rate))`: a model trained on a share r of the unclicked
+    rows overestimates the odds of a click by 1/r, and adding log(r) to its logit calibrates it back (He et al.
+    2014, "Practical lessons from predicting clicks on ads at Facebook"). Only the ranking task's scores are
+    probabilities: under matching they are logits up to a constant per impression."""
 
     columns = ("logloss",)
-    per_impression = False
-    bootstrap = True
-    needs_vectors = False
-    needs_labels = True
 
     def __init__(self, options, context: MetricContext):
         if context.task != "ranking":
@@ -168,10 +174,10 @@ class LogLoss:
         self.offset = float(np.log(context.unclicked_rate))
 
     def __call__(self, split: ScoredSplit, rows: np.ndarray) -> dict[str, float]:
-        labels = np.concatenate([split.labels[row] for row in rows]).astype(np.float64)
+        labels, scores = self.pooled(split, rows)
         if not len(labels):
             return {"logloss": float("nan")}
-        logits = np.concatenate([split.scores[row] for row in rows]).astype(np.float64) + self.offset
+        logits = scores + self.offset
         # -log sigmoid(x) = log(1 + e^-x), computed without overflow for either sign
         losses = np.logaddexp(0.0, -logits) * labels + np.logaddexp(0.0, logits) * (1 - labels)
         return {"logloss": float(losses.mean())}
