@@ -198,8 +198,6 @@ FILLER = [
 ]
 
 
-
-
 class DemoDataset:
     """The synthetic corpus, generated into the cache folder on first use and read with the MIND reader."""
 
@@ -246,8 +244,14 @@ def _linked_entities(title: str, entity_of: dict[str, str]) -> str:
         entity = entity_of.get(word.lower())
         if entity:
             records.append(
-                {"Label": word.lower(), "Type": "C", "WikidataId": entity, "Confidence": 1.0,
-                 "OccurrenceOffsets": [offset], "SurfaceForms": [word]}
+                {
+                    "Label": word.lower(),
+                    "Type": "C",
+                    "WikidataId": entity,
+                    "Confidence": 1.0,
+                    "OccurrenceOffsets": [offset],
+                    "SurfaceForms": [word],
+                }
             )
         offset += len(word) + 1
     return json.dumps(records)

@@ -1,4 +1,5 @@
-"""The dataset readers of this package (MIND, the demo corpus): their recipe options and where each lives.
+"""The dataset readers of this package (MIND, EB-NeRD, any interaction log with an item table, the demo corpus):
+their recipe options and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -32,6 +33,44 @@ class EbnerdOptions(Options):
     unknown_items: Literal["error", "skip"] = "error"
 
 
+class LogColumns(Options):
+    user: str = Field("user_id", description="the user id column")
+    item: str = Field("item_id", description="the item id column")
+    time: str | None = Field(None, description="the time column (numbers, timestamps, or text read by time_format)")
+    rating: str | None = Field(None, description="a rating column: rows at or above min_rating are clicks")
+    label: str | None = Field(None, description="a click label column (1 clicked, 0 shown and not clicked)")
+
+
+class ItemColumns(Options):
+    id: str = Field("item_id", description="the item id column of the item table")
+    text: list[str] = Field(default_factory=lambda: ["title"], description="text columns (become items.text fields)")
+    categories: list[str] = Field(default_factory=list, description="category columns")
+
+
+class InteractionsOptions(Options):
+    log: RecipePath = Field(description="the interaction log: .csv, .tsv, .jsonl (JSON lines) or .parquet; .gz too")
+    items: RecipePath = Field(description="the item table, in any of the same formats")
+    columns: LogColumns = LogColumns()
+    item_columns: ItemColumns = ItemColumns()
+    time_format: str | None = Field(None, description="strptime format of a text time column")
+    min_rating: float | None = Field(None, description="with columns.rating: the lowest rating that is a click")
+    k_core: int = Field(0, ge=0, description="keep users and items with at least this many clicks (repeated)")
+    split: Literal["leave-last-out", "temporal"] = Field(
+        "leave-last-out", description="each user's last click tests, the one before it validates; or cut by time"
+    )
+    dev_share: float = Field(0.1, gt=0, lt=0.5, description="temporal: the share of clicks after the dev cut")
+    test_share: float = Field(0.1, gt=0, lt=0.5, description="temporal: the share of clicks after the test cut")
+    negatives: Literal["uniform", "popularity", "logged"] = Field(
+        "popularity",
+        description="unclicked candidates drawn uniformly, by clicks + 1, or from the user's logged non-clicks",
+    )
+    train_negatives: int = Field(4, ge=1, description="unclicked candidates per training impression")
+    eval_negatives: int = Field(99, ge=0, description="unclicked candidates per dev/test impression; 0: every item")
+    max_history: int = Field(100, ge=1, description="most recent clicks kept as an impression's history")
+    unknown_items: Literal["error", "skip"] = "error"
+    seed: int = 0
+
+
 class DemoOptions(Options):
     size: Literal["demo", "mind-small"] = Field("demo", description="preset sizes; the options below override it")
     items: int = Field(3000, ge=20)
@@ -53,3 +92,4 @@ def register_datasets(register):
     register("mind", "once_plugins.datasets.mind:MindDataset", MindOptions)
     register("ebnerd", "once_plugins.datasets.ebnerd:EbnerdDataset", EbnerdOptions)
     register("demo", "once_plugins.datasets.demo:DemoDataset", DemoOptions)
+    register("interactions", "once_plugins.datasets.interactions:InteractionsDataset", InteractionsOptions)
