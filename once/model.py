@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 import torch
@@ -212,6 +213,7 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
     aware = bool(getattr(user_encoder, "candidate_aware", False))  # (batch, candidates, dim)
     context = replace(context, user_dim=user_encoder.dim, user_vectors=vectors, candidate_aware_users=aware)
     predictor = resolved.build("model", "predictor", context=context)
+    check_predictor_signature(predictor, resolved.part("model", "predictor").name)
     task, tasks = resolved.recipe.train.task, getattr(predictor, "tasks", ("matching", "ranking"))
     if task not in tasks:
         name = resolved.part("model", "predictor").name
@@ -219,8 +221,8 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
             f"the predictor '{name}' (model.predictor) trains under train.task: {' or '.join(tasks)} only, and the "
             f"recipe sets train.task: {task}",
             where="model.predictor",
-            hint=f"Set train.task: {tasks[0]}, or choose a predictor that supports {task} (once plugins --kind "
-            "predictor).",
+            hint=f"Set train.task: {tasks[0]}, or choose a predictor that trains under {task} (the built-in ones "
+            "train under both).",
         )
     profiles = None
     if data.user_profiles is not None:
@@ -232,6 +234,23 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
             )
         profiles = ProfileFusion(data.user_profiles, data.vocab_size, user_encoder.dim, data.word_vectors)
     return Recommender(item_encoder, user_encoder, predictor, data.features, data.known_users, profiles)
+
+
+def check_predictor_signature(predictor: nn.Module, name: str) -> None:
+    """A predictor written for the contract before `Pairs` (two arguments) is an error that says what changed."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = inspect.signature(predictor.forward).parameters.values()
+    if (
+        any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters)
+        or sum(p.kind in kinds for p in parameters) >= 3
+    ):
+        return
+    raise RecipeError(
+        f"the predictor '{name}' takes (users, candidates); predictors now also receive the rows' Pairs",
+        where="model.predictor",
+        hint="Define forward(self, users, candidates, pairs) (once.api.Pairs; docs/plugins.md), or update the "
+        "plugin package that provides it.",
+    )
 
 
 class ProfileFusion(nn.Module):

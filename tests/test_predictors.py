@@ -134,11 +134,28 @@ def test_autoint_layers_are_equivariant_to_the_order_of_the_fields():
 def test_pnn_inner_products_and_the_dcn_cross_layer_follow_their_formulas():
     pnn = build("pnn")
     fields = torch.randn(2, 2, DIM)
-    torch.testing.assert_close(pnn.products(fields)[:, 0], (fields[:, 0] * fields[:, 1]).sum(-1))
+    inner = fields @ fields.transpose(1, 2)  # every p_ij, the diagonal included, each pair once
+    torch.testing.assert_close(pnn.products(fields), inner[:, [0, 0, 1], [0, 1, 1]])
     dcn = build("dcn", cross_layers=1)
     x0 = torch.randn(4, 2 * DIM)
     weight, bias = dcn.cross.weights[0], dcn.cross.biases[0]
     torch.testing.assert_close(dcn.cross(x0), x0 * (x0 @ weight)[:, None] + bias + x0)
+
+
+def test_din_ignores_padding_candidates_in_training_too():
+    """Dice's batch statistics see real pairs only: a padding candidate's vector changes no real pair's score."""
+    predictor = build("din", dropout=0.0).train()
+    users, candidates, pairs = inputs(torch.Generator().manual_seed(4))
+    items = pairs.items.clone()
+    items[:, -1] = 0  # the last candidate of each row is padding, as in a ranking batch
+    pairs = dataclasses.replace(pairs, items=items)
+    with torch.no_grad():
+        scores = predictor(users, candidates, pairs)
+        other = candidates.clone()
+        other[:, -1] = 100.0
+        changed = predictor(users, other, pairs)
+    torch.testing.assert_close(changed[:, :-1], scores[:, :-1])
+    assert (scores[:, -1] == 0).all()
 
 
 def test_din_weighs_the_history_as_a_set_and_ignores_padding():
@@ -280,3 +297,16 @@ def test_recommend_scores_a_ctr_model_as_its_full_forward_over_the_whole_catalog
         full = trained.model(history, torch.tensor([items]), users)[0]
     expected = torch.tensor([r.score for r in recommendations][:300])
     torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_predictor_written_for_two_arguments_is_told_about_pairs():
+    from once.model import check_predictor_signature
+
+    class Old(torch.nn.Module):
+        def forward(self, users, candidates):
+            return (users.unsqueeze(1) * candidates).sum(-1)
+
+    with pytest.raises(RecipeError, match="predictors now also receive the rows' Pairs") as error:
+        check_predictor_signature(Old(), "old")
+    assert "forward(self, users, candidates, pairs)" in error.value.hint
+    check_predictor_signature(build("dnn"), "dnn")  # the current contract passes

@@ -134,7 +134,9 @@ def ranking_batches(
     offsets = np.cumsum(counts) - counts
     order = rng.permutation(len(impressions))
     batch_of = (np.cumsum(counts[order]) - 1) // batch_size  # an impression joins the batch its last row falls in
-    ends = np.r_[np.flatnonzero(np.diff(batch_of)) + 1, len(order)] if len(order) else np.zeros(0, np.int64)
+    if not len(order):
+        return 0, iter(())
+    ends = np.r_[np.flatnonzero(np.diff(batch_of)) + 1, len(order)]
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True):

@@ -2,7 +2,7 @@
 
 Each cross layer has a full weight matrix: x_{l+1} = x0 * (W_l x_l + b_l) + x_l; with `rank` it is the paper's
 mixture of low-rank experts, x_{l+1} = sum_i G_i(x_l) (x0 * E_i(x_l)) + x_l with
-E_i(x) = U_i tanh(C_i tanh(V_i^T x)) + b_i and softmax gates G_i. The deep network runs beside the cross
+E_i(x) = U_i tanh(C_i tanh(V_i^T x)) + b_l and softmax gates G_i. The deep network runs beside the cross
 network (parallel) or on its output (stacked), and a linear layer gives the logit.
 """
 
@@ -34,7 +34,7 @@ class LowRankMixtureCross(nn.Module):
         self.v = nn.Parameter(torch.randn(layers, experts, size, rank) * scale)
         self.c = nn.Parameter(torch.randn(layers, experts, rank, rank) * rank**-0.5)
         self.u = nn.Parameter(torch.randn(layers, experts, rank, size) * rank**-0.5)
-        self.bias = nn.Parameter(torch.zeros(layers, experts, size))
+        self.bias = nn.Parameter(torch.zeros(layers, 1, size))  # b_l, shared by the layer's experts
         self.gates = nn.ModuleList(nn.Linear(size, experts, bias=False) for _ in range(layers))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:

@@ -53,11 +53,14 @@ class DinPredictor(nn.Module):
             (self.fields.count + 1) * self.fields.dim, options.hidden, options.dropout, activation=activation
         )
 
-    def interest(self, history: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """(batch, history, d) clicked items with their (batch, history) mask, (batch, C, d) candidates ->
-        (batch, C, d): each candidate's weighted sum of the history. The unit runs on real clicks only."""
+    def interest(
+        self, history: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor, real: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, history, d) clicked items with their (batch, history) mask, (batch, C, d) candidates and their
+        (batch, C) mask of real candidates -> (batch, C, d): each candidate's weighted sum of the history. The unit
+        runs on (real click, real candidate) pairs only, so padding never enters Dice's batch statistics."""
         batch, count = candidates.shape[:2]
-        b, c, j = torch.nonzero(mask.unsqueeze(1).expand(batch, count, -1), as_tuple=True)
+        b, c, j = torch.nonzero(mask.unsqueeze(1) & real.unsqueeze(2), as_tuple=True)
         clicked, candidate = history[b, j], candidates[b, c]
         weights = self.unit(torch.cat([clicked, candidate, clicked - candidate, clicked * candidate], -1))
         weights = weights.squeeze(-1)
@@ -65,9 +68,10 @@ class DinPredictor(nn.Module):
         return table @ history
 
     def forward(self, users: torch.Tensor, candidates: torch.Tensor, pairs: Pairs) -> torch.Tensor:
-        interest = self.interest(pairs.history_vectors, pairs.history != 0, candidates)
+        real = pairs.items != 0  # padding candidates (ranking batches, trimmed evaluation chunks) score 0
+        interest = self.interest(pairs.history_vectors, pairs.history != 0, candidates, real)
         fields = torch.cat(
             [self.fields(users, candidates, pairs), self.fields.item_projection(interest).unsqueeze(2)], 2
         )
-        batch, count = candidates.shape[:2]
-        return self.deep(fields.view(batch * count, -1)).view(batch, count)
+        scores = fields.new_zeros(real.shape)  # the deep network (and Dice's statistics) sees real pairs only
+        return scores.index_put(torch.nonzero(real, as_tuple=True), self.deep(fields[real].flatten(1)).squeeze(-1))

@@ -1,7 +1,8 @@
 """PNN, the Product-based Neural Network (Qu, Cai, Ren, Zhang, Yu, Wen and Wang, ICDM 2016).
 
 The product layer feeds the deep network the fields themselves (the linear signal z) with their products p:
-IPNN the inner product of every pair of fields, OPNN the outer product of the fields' sum with itself (the
+IPNN the inner product of every pair of fields (a field with itself included, as the paper's p_ij over
+i, j = 1..N; symmetric, so each pair once), OPNN the outer product of the fields' sum with itself (the
 paper's superposition, d x d values). The paper's first hidden layer l1 = relu(W_z z + W_p p + b) is a linear
 layer over [z; p], which is how it is built here; the deep network's further layers follow.
 """
@@ -19,8 +20,8 @@ class PnnPredictor(FieldPredictor):
         super().__init__(options, context)
         count, dim = self.fields.count, self.fields.dim
         self.outer = options.product == "outer"
-        products = dim * dim if self.outer else count * (count - 1) // 2
-        rows, columns = torch.triu_indices(count, count, offset=1)
+        products = dim * dim if self.outer else count * (count + 1) // 2
+        rows, columns = torch.triu_indices(count, count)  # every p_ij with i <= j
         self.register_buffer("left", rows, persistent=False)
         self.register_buffer("right", columns, persistent=False)
         self.deep = mlp(count * dim + products, options.hidden, options.dropout)
