@@ -158,7 +158,8 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, registry):
     assert moved > 0  # the four steps really changed the weights
 
 
-SMALL_DEMO = [o for o in TINY if not o.startswith("model.")]
+# threads pinned: at lr 0.02 the float order of another thread count moves a demo AUC by up to ±0.02
+SMALL_DEMO = [*(o for o in TINY if not o.startswith("model.")), "threads=2"]
 
 
 @pytest.mark.parametrize(
@@ -185,7 +186,7 @@ SMALL_DEMO = [o for o in TINY if not o.startswith("model.")]
         ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.71),  # 0.745
         ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.70),
         ("demo-npa", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.66),  # 0.688
-        ("demo-dkn", ["model.item.word_dim=32", "model.item.filters=16", "model.user.attention_dim=16"], 0.78),  # 0.815
+        ("demo-dkn", ["model.item.word_dim=32", "model.item.filters=16", "model.user.attention_dim=16"], 0.76),  # ~0.81
     ],
 )
 def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, registry):
