@@ -117,6 +117,29 @@ def test_mind_files(name, data, demo_lines, corpus_folder, tmp_path_factory):
 
 @FUZZ
 @given(data=st.data())
+def test_xmind_news_files(data, demo_lines, corpus_folder, tmp_path_factory):
+    from once_plugins.datasets.parts import XmindOptions
+    from once_plugins.datasets.xmind import XmindDataset
+
+    rows = [line.rstrip("\n").split("\t") for line in demo_lines["news.tsv"]]
+    lines = [f"{row[0]}\t{row[3][::-1]}\t{row[4][::-1]}\n" for row in rows]  # "translated" titles, abstracts
+    folder = tmp_path_factory.mktemp("xmind")
+    for split in ("xMINDsmall_train", "xMINDsmall_dev"):
+        (folder / split).mkdir()
+        (folder / split / "news.tsv").write_text("".join(lines))
+    path = folder / "xMINDsmall_dev" / "news.tsv"
+    path.write_bytes(data.draw(mutated(lines)))
+    count("xMIND news.tsv")
+    try:
+        corpus = XmindDataset(XmindOptions(path=corpus_folder, news=folder, untranslated="english")).read()
+    except DataError as error:
+        assert_located(error, path)
+        return
+    assert len(corpus.items.text["title"]) == len(corpus.items.ids)
+
+
+@FUZZ
+@given(data=st.data())
 def test_glove_vector_files(data, tmp_path_factory):
     words = ["match", "goal", "coach", "market", "bank"]
     rng = random.Random(0)

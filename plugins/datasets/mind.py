@@ -24,10 +24,11 @@ ENTITY_VECTORS = "entity_embedding.vec"
 BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions")
 
 
-def split_folders(root: Path) -> dict[str, Path]:
-    """Split name -> folder: `train/`, `dev/`, `test/` or Microsoft's `MINDsmall_train/`-style names."""
+def split_folders(root: Path, what: str = "MIND", key: str = "dataset.path") -> dict[str, Path]:
+    """Split name -> folder: `train/`, `dev/`, `test/` or Microsoft's `MINDsmall_train/`-style names (and xMIND's
+    `xMINDsmall_train/`); `what` and `key` name the folder and its recipe key in errors."""
     if not root.is_dir():
-        raise DataError("MIND folder not found", where=str(root), hint="Point the recipe's dataset.path at it.")
+        raise DataError(f"{what} folder not found", where=str(root), hint=f"Point the recipe's {key} at it.")
     found = {}
     for folder in sorted(root.iterdir()):
         for split in SPLITS:
@@ -35,7 +36,7 @@ def split_folders(root: Path) -> dict[str, Path]:
                 found.setdefault(split, folder)
     if "train" not in found:
         raise DataError(
-            "no train split: expected a train/ (or MINDsmall_train/) folder with news.tsv and behaviors.tsv",
+            f"no train split: expected a train/ (or {what}small_train/) folder with news.tsv",
             where=str(root),
         )
     return {split: found[split] for split in SPLITS if split in found}
@@ -97,9 +98,10 @@ def read_mind(root: Path, unknown_items: str = "error") -> Corpus:
     return Corpus(items, splits, notes)
 
 
-def _lines(path: Path):
+def text_lines(path: Path, hint: str = "A MIND split folder holds news.tsv and behaviors.tsv."):
+    """(line number, line) of a UTF-8 text file, blank lines skipped; a missing, empty or non-UTF-8 file is refused."""
     if not path.is_file():
-        raise DataError("file not found", where=str(path), hint="A MIND split folder holds news.tsv and behaviors.tsv.")
+        raise DataError("file not found", where=str(path), hint=hint)
     with path.open("rb") as f:
         empty = True
         for number, raw in enumerate(f, 1):
@@ -119,7 +121,7 @@ def _lines(path: Path):
 
 def read_news(path: Path):
     """(news id, columns, (title entities, abstract entities)) per line of a MIND news.tsv."""
-    for number, line in _lines(path):
+    for number, line in text_lines(path):
         row = line.split("\t")
         if len(row) != len(NEWS_COLUMNS):
             raise DataError(
@@ -152,7 +154,7 @@ def read_entity_vectors(path: Path) -> dict[str, np.ndarray]:
     """Entity id -> vector from an entity_embedding.vec (an id, then its numbers, tab- or space-separated)."""
     vectors: dict[str, np.ndarray] = {}
     dim = None
-    for number, line in _lines(path):
+    for number, line in text_lines(path):
         entity, *values = line.split()
         try:
             vector = np.array(values, dtype=np.float32)
@@ -187,7 +189,7 @@ def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tup
             skipped += 1
         return found
 
-    for number, line in _lines(path):
+    for number, line in text_lines(path):
         where = f"{path}:{number}"
         row = line.split("\t")
         if len(row) != len(BEHAVIOR_COLUMNS):

@@ -1,4 +1,4 @@
-"""The dataset readers of this package (MIND, EB-NeRD, any interaction log with an item table, the demo corpus):
+"""The dataset readers of this package (MIND, xMIND, EB-NeRD, any interaction log with an item table, the demo corpus):
 their recipe options and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
@@ -24,6 +24,16 @@ SIZES = {  # presets of the demo's `size`; explicit options win over them
 
 class MindOptions(Options):
     path: RecipePath
+    unknown_items: Literal["error", "skip"] = "error"
+
+
+class XmindOptions(Options):
+    path: RecipePath = Field(description="the MIND folder (behaviours, categories, entities), as for `mind`")
+    news: RecipePath = Field(description="one language's xMIND folder (xMINDsmall_train/news.tsv, ...), e.g. xMIND/swh")
+    keep_english: bool = Field(False, description="keep MIND's English texts as title_en and abstract_en")
+    untranslated: Literal["error", "english"] = Field(
+        "error", description="MIND news the translation lacks: refuse, or keep their English texts"
+    )
     unknown_items: Literal["error", "skip"] = "error"
 
 
@@ -90,6 +100,7 @@ class DemoOptions(Options):
 @hookimpl
 def register_datasets(register):
     register("mind", "once_plugins.datasets.mind:MindDataset", MindOptions)
+    register("xmind", "once_plugins.datasets.xmind:XmindDataset", XmindOptions)
     register("ebnerd", "once_plugins.datasets.ebnerd:EbnerdDataset", EbnerdOptions)
     register("demo", "once_plugins.datasets.demo:DemoDataset", DemoOptions)
     register("interactions", "once_plugins.datasets.interactions:InteractionsDataset", InteractionsOptions)
