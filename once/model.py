@@ -205,6 +205,7 @@ def build_recommender(resolved: ResolvedRecipe, data: PreparedData) -> Recommend
         tokenizer=data.tokenizer_state,
         entities=data.entities,
         entity_vectors=data.entity_vectors,
+        vector_dims=data.vector_dims,
     )
     item_encoder = resolved.build("model", "item", context=context)
     context = replace(context, item_dim=item_encoder.dim)

@@ -8,7 +8,7 @@ what it returns through the protocol below. `docs/plugins.md` walks through them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -64,6 +64,7 @@ class BuildContext:
     candidate_aware_users: bool = False  # the user encoder gives one vector per candidate (set for the predictor)
     entities: int = 0  # entity ids of the `<field>_entities` features (recipe items.entities), 0 = no entity
     entity_vectors: torch.Tensor | None = None  # (entities, dim) pretrained entity vectors, when the dataset has them
+    vector_dims: dict[str, int] = field(default_factory=dict)  # item vector fields (recipe items.vectors) -> dim
 
     def require_text(self, field: str, key: str = "model.item.field") -> str:
         """`field`, if the recipe tokenizes it; else an error naming the recipe key and the tokenized fields."""
@@ -74,6 +75,17 @@ class BuildContext:
                 hint=f"Tokenized fields (recipe items.text): {', '.join(self.text_lengths)}.",
             )
         return field
+
+    def require_vectors(self, field: str, key: str = "model.item.field") -> int:
+        """The dimension of the item vector field `field`; an error naming the recipe key when it is not kept."""
+        if field not in self.vector_dims:
+            raise RecipeError(
+                f"'{field}' is not an item vector field of this run",
+                where=key,
+                hint=f"Item vector fields (recipe items.vectors): {', '.join(self.vector_dims) or 'none'}; the "
+                "dataset must provide them (EB-NeRD: dataset.embeddings).",
+            )
+        return self.vector_dims[field]
 
     def require_entities(self, field: str, key: str = "model.item.field") -> str:
         """The feature holding `field`'s token-aligned entities; an error naming the recipe key when it is missing."""

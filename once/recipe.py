@@ -100,6 +100,11 @@ class ItemsSection(Strict):
         description="text fields whose linked entities become the feature '<field>_entities', aligned with the "
         "field's tokens (DKN; MIND's title and abstract entities)",
     )
+    vectors: list[str] = Field(
+        default_factory=list,
+        description="the dataset's pretrained item vector fields kept as (items, dim) features (EB-NeRD's document "
+        "embeddings, read by item encoder docvec)",
+    )
 
     @model_validator(mode="after")
     def _entities_name_text_fields(self) -> ItemsSection:

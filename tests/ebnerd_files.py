@@ -96,3 +96,16 @@ def write_ebnerd(root: Path, behaviors=None, histories=HISTORIES) -> Path:
         write_behaviors(root / split / "behaviors.parquet", rows)
         write_history(root / split / "history.parquet", histories)
     return root
+
+
+def write_vectors(path: Path, vectors: dict[int, list[float]], column: str = "contrastive_vector") -> Path:
+    """A document-embedding artifact as Ekstra Bladet ships it: article_id and one list<float32> column."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "article_id": pa.array(list(vectors), pa.int32()),
+            column: pa.array(list(vectors.values()), pa.list_(pa.float32())),
+        }
+    )
+    pq.write_table(table, path)
+    return path

@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import zipfile
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from ebnerd_files import ARTICLES, BEHAVIORS, HISTORIES, write_behaviors, write_ebnerd, write_history
+import torch
+from ebnerd_files import ARTICLES, BEHAVIORS, HISTORIES, write_behaviors, write_ebnerd, write_history, write_vectors
 
+from once.assembly import load_data
+from once.checkpoint import load_model
 from once.cli import run as cli
-from once.errors import DataError
+from once.data.prepare import new_item_features
+from once.errors import DataError, RecipeError
+from once.evaluate import evaluation_settings, score_split
+from once.model import build_recommender
+from once.recipe import load_recipe
+from once.train import train
 from once_plugins.datasets.ebnerd import read_ebnerd
 
 
@@ -94,3 +105,72 @@ def test_a_run_on_ebnerd_writes_the_challenges_submission(tmp_path, registry):
         assert (
             archive.namelist() == ["predictions.txt"] and archive.read("predictions.txt").decode().splitlines() == lines
         )
+
+
+VECTORS = {9000003: [0.5, -1.0, 2.0], 9000001: [1.0, 0.0, 0.25], 9000002: [0.0, 3.0, -0.5], 9999999: [9.0, 9.0, 9.0]}
+
+
+def test_document_embeddings_become_item_vectors(tmp_path, registry):
+    root = write_ebnerd(tmp_path / "ebnerd")
+    path = write_vectors(
+        tmp_path / "artifacts" / "Ekstra_Bladet_contrastive_vector" / "contrastive_vector.parquet", VECTORS
+    )
+    corpus = read_ebnerd(root, embeddings={"contrastive": path})
+    vectors = corpus.items.vectors["contrastive"]
+    assert vectors.dtype == np.float32 and vectors.shape == (6, 3)
+    assert vectors[1].tolist() == [1.0, 0.0, 0.25] and vectors[3].tolist() == [0.5, -1.0, 2.0]
+    assert vectors[0].tolist() == vectors[4].tolist() == vectors[5].tolist() == [0, 0, 0]  # padding; no vector
+    assert any("2 of 5 articles have no vector" in note for note in corpus.notes)  # an unknown id is ignored
+
+    overrides = [f"dataset.path={root}", f"dataset.embeddings={{contrastive: {path}}}", "device=cpu"]
+    data = load_data(load_recipe("ebnerd-docvec", registry, overrides))
+    assert data.features["contrastive"].dtype == torch.float32 and data.vector_dims == {"contrastive": 3}
+    assert torch.equal(data.features["contrastive"], torch.from_numpy(vectors))  # stored and read back exactly
+    resolved = load_recipe("ebnerd-docvec", registry, overrides)
+    with pytest.raises(DataError, match="cannot carry"):  # once serve's /items: a posted item has no such vector
+        new_item_features(data, resolved.recipe.items, resolved.build("tokenizer"), [{"title": "Ny artikel"}])
+    with pytest.raises(DataError, match="items.vectors names the field 'xlmr'"):
+        load_data(load_recipe("ebnerd-docvec", registry, [*overrides, "items.vectors=[xlmr]"]))
+    with pytest.raises(RecipeError, match="'xlmr' is not an item vector field") as error:
+        build_recommender(load_recipe("ebnerd-docvec", registry, [*overrides, "model.item.field=xlmr"]), data)
+    assert error.value.where == "model.item.field"
+
+
+def test_bad_embedding_files_are_errors_naming_file_and_row(tmp_path):
+    root = write_ebnerd(tmp_path / "ebnerd")
+    path = tmp_path / "vectors.parquet"
+    with pytest.raises(DataError, match="file not found"):
+        read_ebnerd(root, embeddings={"v": path})
+    pq.write_table(pa.table({"article_id": pa.array([9000001], pa.int32())}), path)
+    with pytest.raises(DataError, match="expected article_id and one column of vectors"):
+        read_ebnerd(root, embeddings={"v": path})
+    pq.write_table(pa.table({"article_id": pa.array([9000001], pa.int32()), "v": pa.array(["x"])}), path)
+    with pytest.raises(DataError, match="column v must hold lists of numbers"):
+        read_ebnerd(root, embeddings={"v": path})
+    write_vectors(path, {9000001: [1.0, 2.0], 9000002: [1.0]})
+    with pytest.raises(DataError, match="vectors of different lengths") as error:
+        read_ebnerd(root, embeddings={"v": path})
+    assert "row 2 (article 9000002)" in error.value.where
+
+
+def test_nrms_docvec_trains_on_the_vectors_and_fast_evaluation_equals_plain(tmp_path, registry):
+    rng = np.random.default_rng(0)
+    root = write_ebnerd(tmp_path / "ebnerd", behaviors={s: rows * 8 for s, rows in BEHAVIORS.items()})
+    vectors = {a[0]: rng.normal(size=8).tolist() for a in ARTICLES}
+    path = write_vectors(tmp_path / "v.parquet", vectors)
+    overrides = [f"dataset.path={root}", f"dataset.embeddings={{contrastive: {path}}}", "device=cpu"]
+    overrides += ["model.item.units=[16]", "model.item.dim=8", "model.user.heads=2", "model.user.query_dim=8"]
+    overrides += ["train.epochs=2", "train.batch_size=4", "train.lr=0.01"]
+    resolved = load_recipe("ebnerd-docvec", registry, overrides)
+    result = train(resolved, runs_root=tmp_path / "runs")
+    assert result.epochs[1]["train_loss"] < result.epochs[0]["train_loss"]
+    data = load_data(resolved)
+    model = build_recommender(resolved, data)
+    load_model(result.run.path / "best.safetensors", model)
+    model.eval()
+    split = data.splits["dev"]
+    settings = evaluation_settings(resolved, data, torch.device("cpu"))
+    fast = score_split(model, split, **settings)
+    plain = score_split(model, split, **{**settings, "fast": False})
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

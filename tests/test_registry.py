@@ -41,7 +41,7 @@ def test_unknown_name_lists_available_and_closest(registry):
         registry.get("item_encoder", "nrm")
     assert "unknown item encoder 'nrm'" in error.value.message
     assert "Did you mean 'nrms'?" in error.value.hint
-    assert "Available: bert, dkn, fastformer, llama, lstur, naml, npa, nrms, overlap" in error.value.hint
+    assert "Available: bert, dkn, docvec, fastformer, llama, lstur, naml, npa, nrms, overlap" in error.value.hint
 
 
 class NoOptions(Options):

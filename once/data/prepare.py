@@ -6,6 +6,7 @@ a new key, so a stale cache is never read.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from once.protocols import Tokenizer
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 
 
 @dataclass
@@ -55,7 +56,7 @@ class PreparedData:
     key: str
     folder: Path
     item_ids: list[str]  # index 0 is padding
-    features: dict[str, torch.Tensor]  # text field -> (items, tokens); category field -> (items,)
+    features: dict[str, torch.Tensor]  # text field -> (items, tokens); category -> (items,); vectors -> (items, dim)
     text_lengths: dict[str, int]
     category_sizes: dict[str, int]
     category_vocab: dict[str, list[str]]  # category field -> its values, "" (none, id 0) first
@@ -71,6 +72,7 @@ class PreparedData:
     user_profiles: torch.Tensor | None = None  # (users, tokens): GENRE profile tokens per user, when merged
     entities: int = 0  # entity ids of the `<field>_entities` features, 0 (no entity) included
     entity_vectors: torch.Tensor | None = None  # (entities, dim): the dataset's pretrained entity vectors
+    vector_dims: dict[str, int] = dataclasses.field(default_factory=dict)  # item vector fields -> dim
 
     @property
     def num_items(self) -> int:
@@ -166,6 +168,12 @@ def _write(
                 f"recipe items.categories names the field '{field}', which this dataset does not have",
                 hint=f"Category fields: {', '.join(items.categories) or 'none'}.",
             )
+    for field in items_section.vectors:
+        if field not in items.vectors:
+            raise DataError(
+                f"recipe items.vectors names the field '{field}', which this dataset does not have",
+                hint=f"Vector fields: {', '.join(items.vectors) or 'none'} (EB-NeRD: dataset.embeddings).",
+            )
     train_users = sorted(set(corpus.splits["train"].user_ids))
     other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
     users = ["", *train_users, *other_users]
@@ -188,6 +196,8 @@ def _write(
         index = {v: i for i, v in enumerate(vocab)}
         features[field] = torch.tensor([index.get(v, 0) for v in values], dtype=torch.int32)
         category_vocab[field] = vocab
+    for field in items_section.vectors:
+        features[field] = torch.from_numpy(np.ascontiguousarray(items.vectors[field], dtype=np.float32))
     entity_ids = _entity_features(features, items, linked, tokenizer, text) if linked else []
     save_file(features, str(folder / "items.safetensors"))
     if linked and items.entity_vectors:
@@ -209,6 +219,7 @@ def _write(
             "item_ids": items.ids,
             "text_lengths": text,
             "category_vocab": category_vocab,
+            "vector_dims": {field: int(features[field].shape[1]) for field in items_section.vectors},
             "users": users,
             "known_users": len(train_users) + 1,
             "titles": items.text["title" if "title" in items.text else next(iter(items.text))],
@@ -228,7 +239,14 @@ def new_item_features(
     """The features of items the data does not have (each a dict of its fields' texts), made as the cache made
     the data's own: templates filled, text tokenized to the same lengths by the restored tokenizer, categories
     by the data's vocabulary (a value it lacks reads as none), entity features empty (no linker runs here).
-    Every field of a row must be one the run reads; an error names any other."""
+    Every field of a row must be one the run reads; an error names any other. A run that reads item vector
+    fields (items.vectors) cannot take new items: a posted item has text, not the dataset's pretrained vector."""
+    if items_section.vectors:
+        raise DataError(
+            f"this run reads pretrained item vectors (items.vectors: {', '.join(items_section.vectors)}), which a new "
+            "item cannot carry",
+            hint="Serve a model whose item encoder reads text to add items.",
+        )
     wanted = source_fields(items_section)
     for number, row in enumerate(rows):
         unknown = sorted(set(row) - wanted)
@@ -353,7 +371,9 @@ def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, i
 
 def _read(folder: Path, key: str) -> PreparedData:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf8"))
-    features = {k: v.long() for k, v in load_file(str(folder / "items.safetensors")).items()}
+    features = {  # token and category ids as int64, vectors as stored (float32)
+        k: v if v.is_floating_point() else v.long() for k, v in load_file(str(folder / "items.safetensors")).items()
+    }
     vectors_file = folder / "vectors.safetensors"
     entities_file = folder / "entities.safetensors"
     profiles_file = folder / "users.safetensors"
@@ -390,4 +410,5 @@ def _read(folder: Path, key: str) -> PreparedData:
         user_profiles=load_file(str(profiles_file))["profiles"].long() if profiles_file.exists() else None,
         entities=len(meta["entity_ids"]),
         entity_vectors=load_file(str(entities_file))["vectors"] if entities_file.exists() else None,
+        vector_dims=meta["vector_dims"],
     )

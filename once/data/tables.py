@@ -68,6 +68,9 @@ class Items:
     # title/abstract entities); a recipe's items.entities turns them into token-aligned entity ids
     entities: dict[str, list[list[tuple[str, str]]]] = field(default_factory=dict)
     entity_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # entity id -> pretrained vector (TransE)
+    # vector field -> (items, dim) float32 pretrained item vectors (EB-NeRD's document embeddings); row 0 and items
+    # without one are zero; a recipe's items.vectors keeps them as item features
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

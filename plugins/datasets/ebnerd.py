@@ -6,7 +6,9 @@ An impression's candidates are its `article_ids_inview`, the clicked ones (`arti
 test split without that column is unlabeled. A user's history is their `article_id_fixed` in the same split's
 `history.parquet`: the 21 days before the split's behaviours, fixed for every impression of that split, as the
 challenge defines it. `train` becomes ONCE's train split, `validation` its dev split. Items: `title`, `subtitle`
-and `body` as text, `category_str` as the category and the first of `subcategory` as the subcategory.
+and `body` as text, `category_str` as the category and the first of `subcategory` as the subcategory. The
+pre-computed document embeddings (`artifacts/*/...parquet`: `article_id` and one column of vectors) named in
+`dataset.embeddings` become item vector fields (recipe `items.vectors`); an article without a vector gets zeros.
 
 pyarrow reads the files (column by column, only the columns used): it is the reference implementation of Parquet
 in Python, gives list columns as flat arrays with offsets (ONCE's own ragged layout) without a Python object per
@@ -27,6 +29,7 @@ from once_plugins.datasets.parts import EbnerdOptions
 
 try:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 except ImportError:
     from once.api import RecipeError
@@ -251,7 +254,49 @@ class Reader:
         )
 
 
-def read_ebnerd(root: Path, unknown_items: str = "error", test: Path | None = None) -> Corpus:
+def read_vectors(path: Path, indexer: Indexer, rows: int) -> tuple[np.ndarray, int]:
+    """(rows, dim) float32 vectors by item index from a document-embedding file, and how many items have none."""
+    if not path.is_file():
+        raise DataError("file not found", where=str(path), hint="Point dataset.embeddings at EB-NeRD's artifacts.")
+    try:
+        names = pq.read_schema(path).names
+    except DAMAGED as error:
+        raise DataError(f"not a readable Parquet file ({error})", where=str(path)) from None
+    columns = [name for name in names if name != "article_id"]
+    if "article_id" not in names or len(columns) != 1:
+        raise DataError(
+            f"expected article_id and one column of vectors (the file has {', '.join(names)})", where=str(path)
+        )
+    table = read_table(path, ("article_id", columns[0]))
+    with decoding(path):
+        ids = integers(table, "article_id", path)
+        array = table.column(columns[0]).combine_chunks()
+        kind = array.type
+        listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+        if not listed or not pa.types.is_floating(kind.value_type) or array.null_count:
+            raise DataError(
+                f"column {columns[0]} must hold lists of numbers without nulls (it is {kind})", where=str(path)
+            )
+        flat = array.flatten().to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    dim = int(lengths[0]) if len(lengths) else 0
+    if not dim or (lengths != dim).any():
+        row = int(np.flatnonzero(lengths != dim)[0]) if dim else 0
+        raise DataError(
+            f"vectors of different lengths ({dim} and {int(lengths[row]) if len(lengths) else 0})",
+            where=f"{path}: row {row + 1} (article {int(ids[row]) if len(ids) else '-'})",
+        )
+    vectors = np.zeros((rows, dim), np.float32)
+    found = indexer(ids)
+    vectors[found[found != 0]] = flat.reshape(-1, dim)[found != 0]
+    covered = np.zeros(rows, bool)
+    covered[found] = True
+    return vectors, int(rows - 1 - covered[1:].sum())
+
+
+def read_ebnerd(
+    root: Path, unknown_items: str = "error", test: Path | None = None, embeddings: dict[str, Path] | None = None
+) -> Corpus:
     folders = split_folders(root)
     articles = root / "articles.parquet"
     if test is not None:
@@ -265,6 +310,10 @@ def read_ebnerd(root: Path, unknown_items: str = "error", test: Path | None = No
     items.in_train[train.candidates.values] = items.in_train[train.history.values] = True
     items.in_train[0] = False
     notes = [f"skipped {reader.skipped} unknown article id(s) (unknown_items: skip)"] if reader.skipped else []
+    for name, path in (embeddings or {}).items():
+        items.vectors[name], lacking = read_vectors(path, indexer, len(items.ids))
+        if lacking:
+            notes.append(f"{path}: {lacking} of {len(items.ids) - 1} articles have no vector (zeros)")
     return Corpus(items, splits, notes)
 
 
@@ -273,6 +322,7 @@ class EbnerdDataset:
 
     def __init__(self, options: EbnerdOptions, context: object = None) -> None:
         self.root, self.test, self.unknown_items = options.path, options.test, options.unknown_items
+        self.embeddings = options.embeddings
 
     def fingerprint(self) -> str:
         """Name, size and modification time of every file read."""
@@ -282,7 +332,10 @@ class EbnerdDataset:
             for path in sorted(folder.rglob("*.parquet")) if folder == self.test else sorted(folder.glob("*.parquet")):
                 stat = path.stat()
                 digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        for name, path in self.embeddings.items():
+            stat = path.stat() if path.is_file() else None
+            digest.update(f"{name}={path}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:
-        return read_ebnerd(self.root, self.unknown_items, self.test)
+        return read_ebnerd(self.root, self.unknown_items, self.test, self.embeddings)

@@ -40,6 +40,11 @@ class XmindOptions(Options):
 class EbnerdOptions(Options):
     path: RecipePath = Field(description="the ebnerd_demo/small/large folder: articles.parquet, train/, validation/")
     test: RecipePath | None = Field(None, description="the ebnerd_testset folder (its test/ split, unlabeled)")
+    embeddings: dict[str, RecipePath] = Field(
+        default_factory=dict,
+        description="vector field -> a document-embedding file (article_id and one column of vectors), e.g. "
+        "contrastive: <path>/artifacts/Ekstra_Bladet_contrastive_vector/contrastive_vector.parquet",
+    )
     unknown_items: Literal["error", "skip"] = "error"
 
 

@@ -1,5 +1,5 @@
-"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM, NPA, DKN): their recipe options
-and where each lives.
+"""The news models of this package (NRMS, NAML, LSTUR, TANR, Fastformer, MINER, CAUM, NPA, DKN, NRMS-DocVec): their
+recipe options and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -143,6 +143,15 @@ class DknItemOptions(Options):
     dropout: float = Field(0.0, ge=0, lt=1, description="on the item vector")
 
 
+class DocVecItemOptions(Options):
+    field: str = Field("contrastive", description="the item vector field to encode (recipe items.vectors)")
+    units: list[int] = Field(
+        default_factory=lambda: [512, 512, 512], description="hidden dense layers (ReLU, batch norm, dropout)"
+    )
+    dim: int = Field(256, ge=1, description="item vector size (the reference: heads x head_dim of NRMS, 16 x 16)")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
 class DknUserOptions(Options):
     attention_dim: int = Field(100, ge=1, description="hidden layer of the attention network over [click; candidate]")
 
@@ -160,6 +169,7 @@ def register_item_encoders(register):
     register("fastformer", "once_plugins.news.fastformer:FastformerItemEncoder", FastformerItemOptions)
     register("npa", "once_plugins.news.npa:NpaItemEncoder", NpaItemOptions)
     register("dkn", "once_plugins.news.dkn:DknItemEncoder", DknItemOptions)
+    register("docvec", "once_plugins.news.docvec:DocVecItemEncoder", DocVecItemOptions)
 
 
 @hookimpl
