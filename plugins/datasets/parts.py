@@ -1,5 +1,5 @@
-"""The dataset readers of this package (MIND, xMIND, EB-NeRD, any interaction log with an item table, the demo corpus):
-their recipe options and where each lives.
+"""The dataset readers of this package (MIND, xMIND, EB-NeRD, PENS, any interaction log with an item table, the demo
+corpus): their recipe options and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -45,6 +45,11 @@ class EbnerdOptions(Options):
         description="vector field -> a document-embedding file (article_id and one column of vectors), e.g. "
         "contrastive: <path>/artifacts/Ekstra_Bladet_contrastive_vector/contrastive_vector.parquet",
     )
+    unknown_items: Literal["error", "skip"] = "error"
+
+
+class PensOptions(Options):
+    path: RecipePath = Field(description="the PENS folder: news.tsv, train.tsv, valid.tsv, personalized_test.tsv")
     unknown_items: Literal["error", "skip"] = "error"
 
 
@@ -107,5 +112,6 @@ def register_datasets(register):
     register("mind", "once_plugins.datasets.mind:MindDataset", MindOptions)
     register("xmind", "once_plugins.datasets.xmind:XmindDataset", XmindOptions)
     register("ebnerd", "once_plugins.datasets.ebnerd:EbnerdDataset", EbnerdOptions)
+    register("pens", "once_plugins.datasets.pens:PensDataset", PensOptions)
     register("demo", "once_plugins.datasets.demo:DemoDataset", DemoOptions)
     register("interactions", "once_plugins.datasets.interactions:InteractionsDataset", InteractionsOptions)
