@@ -42,6 +42,7 @@ RECIPES = Path(__file__).parents[1] / "recipes"
 TRIED: dict[str, int] = {}  # inputs tried per test, printed at the end of the session (see conftest)
 
 NASTY = ["\t", "\n", "\r", "\x00", "-", "-1", "-x", " ", '"', "{", "}", "[", "]", ":", "é", "\u2028", "\ufeff", "N1"]
+NASTY += [",", "null", "1e999", "NaN", '"time": "1"', '"id": 7']  # JSON lines' own (Adressa, GENRE answers)
 
 
 @st.composite

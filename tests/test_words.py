@@ -21,3 +21,19 @@ def test_words_split_each_script_into_learnable_units():
 @given(st.text(alphabet=string.printable, max_size=60))
 def test_the_ascii_fast_path_splits_as_the_general_rule(text):
     assert ASCII_WORD.findall(text.lower()) == WORD.findall(text.lower())
+
+
+def test_word_vectors_that_are_not_finite_are_refused(tmp_path):
+    import pytest
+
+    from once.errors import DataError
+    from once_plugins.tokenizers.parts import WordsOptions
+    from once_plugins.tokenizers.words import WordsTokenizer
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("match 1 2 3\ngoal 1e999 0 1\n", encoding="utf8")  # parses as inf
+    tokenizer = WordsTokenizer(WordsOptions(vectors=path))
+    tokenizer.fit(["match goal"])
+    with pytest.raises(DataError, match="finite") as error:
+        tokenizer.word_vectors()
+    assert error.value.where == f"{path}:2"

@@ -9,6 +9,7 @@ can learn (xMIND's Chinese, Japanese and Thai).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -97,6 +98,8 @@ class WordsTokenizer:
                     values = [float(v) for v in rest.split()]
                 except ValueError:
                     raise DataError("expected a word followed by numbers", where=f"{path}:{number}") from None
+                if not all(math.isfinite(v) for v in values):  # "nan", "inf", "1e999" parse, and poison training
+                    raise DataError("expected finite numbers (found nan or inf)", where=f"{path}:{number}")
                 if dim is None:
                     dim = len(values)
                 elif len(values) != dim:
