@@ -1,5 +1,5 @@
-"""The dataset readers of this package (MIND, xMIND, EB-NeRD, PENS, any interaction log with an item table, the demo
-corpus): their recipe options and where each lives.
+"""The dataset readers of this package (MIND, xMIND, EB-NeRD, PENS, Adressa, any interaction log with an item
+table, the demo corpus): their recipe options and where each lives.
 
 This module is the package's entry point. It imports no heavy dependency: each implementation is named by
 reference and imported when a recipe builds it, so `once --help`, `once plugins` and `once recipe validate` stay
@@ -51,6 +51,30 @@ class EbnerdOptions(Options):
 class PensOptions(Options):
     path: RecipePath = Field(description="the PENS folder: news.tsv, train.tsv, valid.tsv, personalized_test.tsv")
     unknown_items: Literal["error", "skip"] = "error"
+
+
+class AdressaOptions(Options):
+    path: RecipePath = Field(description="the unpacked one_week/ or three_month/ folder of daily files (.gz or not)")
+    train_day: int = Field(6, ge=1, description="first day whose clicks are training impressions (earlier: history)")
+    test_day: int = Field(7, ge=2, description="first day whose clicks are dev/test impressions")
+    dev_share: float = Field(0.2, gt=0, lt=1, description="share of the test days' impressions drawn for dev")
+    negatives: int = Field(20, ge=1, description="unclicked candidates per impression (every split)")
+    negative_pool: Literal["catalogue", "live"] = Field(
+        "catalogue", description="draw them from every article, or from those live (published or read) before the click"
+    )
+    live_hours: float = Field(24, gt=0, description="negative_pool live: how far back an article counts as live")
+    min_history: int = Field(1, ge=0, description="impressions with a shorter history are left out")
+    max_history: int | None = Field(None, ge=1, description="keep only the latest clicks of each history")
+    require_metadata: bool = Field(
+        True, description="clicks need a title and an article seen with a title and category1; false: keep every id"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _days_in_order(self) -> AdressaOptions:
+        if self.test_day <= self.train_day:
+            raise ValueError(f"test_day ({self.test_day}) must come after train_day ({self.train_day})")
+        return self
 
 
 class LogColumns(Options):
@@ -115,3 +139,4 @@ def register_datasets(register):
     register("pens", "once_plugins.datasets.pens:PensDataset", PensOptions)
     register("demo", "once_plugins.datasets.demo:DemoDataset", DemoOptions)
     register("interactions", "once_plugins.datasets.interactions:InteractionsDataset", InteractionsOptions)
+    register("adressa", "once_plugins.datasets.adressa:AdressaDataset", AdressaOptions)
