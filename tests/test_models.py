@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from once.api import BuildContext, Pairs, RecipeError
-from once.nn import masked_softmax
+from once.nn import MultiHeadSelfAttention, masked_softmax
 from once.registry import load_registry
 
 REGISTRY = load_registry()
@@ -28,6 +28,7 @@ FEATURES = {
     "abstract": ABSTRACTS,
     "category": torch.tensor([0, 1, 2, 1, 3, 2]),
     "subcategory": torch.tensor([0, 1, 2, 3, 4, 0]),
+    "contrastive": torch.randn(ITEMS, 8, generator=generator) * torch.tensor([0.0, 1, 1, 1, 1, 1])[:, None],
 }
 CONTEXT = BuildContext(
     vocab_size=20,
@@ -42,6 +43,7 @@ CONTEXT = BuildContext(
     item_clicks=torch.tensor([0.0, 3, 1, 0, 7, 2]),
     tokenizer={},
     item_dim=32,
+    vector_dims={"contrastive": 8},
 )
 
 
@@ -59,13 +61,36 @@ def test_masked_softmax_zeroes_masked_positions_and_empty_rows():
     assert weights[1].tolist() == [0.0, 0.0, 0.0]
 
 
+def test_self_attention_is_the_papers_formula_with_masked_keys():
+    """The fused kernel equals softmax(q k^T / sqrt(d)) v over the real keys, forward and backward; a row with no
+    real key (an empty title or history) is exactly zero."""
+    attention = MultiHeadSelfAttention(12, 3, 4)
+    x = torch.randn(7, 5, 12, generator=generator, requires_grad=True)
+    mask = torch.arange(5)[None] < torch.tensor([5, 3, 1, 0, 4, 2, 0])[:, None]
+
+    def formula(x):
+        def split(t):
+            return t.view(7, 5, 3, 4).transpose(1, 2)
+
+        q, k, v = (split(layer(x)) for layer in (attention.query, attention.key, attention.value))
+        weights = masked_softmax(q @ k.transpose(-1, -2) / 2.0, mask[:, None, None, :])
+        return (weights @ v).transpose(1, 2).reshape(7, 5, 12)
+
+    fused, written = attention(x, mask), formula(x)
+    torch.testing.assert_close(fused, written, rtol=1e-5, atol=1e-6)
+    assert fused[3].abs().sum() == 0 and fused[6].abs().sum() == 0
+    (gradient,) = torch.autograd.grad((fused * torch.arange(12.0)).sum(), x)
+    (expected,) = torch.autograd.grad((written * torch.arange(12.0)).sum(), x)
+    torch.testing.assert_close(gradient, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ITEM_ENCODERS)
 def test_item_encoders_ignore_padding_tokens(name):
     encoder = build("item_encoder", name)
     features = dict(FEATURES)
     if getattr(encoder, "user_conditioned", False):  # NPA reads the user of each item occurrence
         features["user"] = torch.tensor([0, 1, 2, 1, 0, 2])
-    padded = {k: F.pad(v, (0, 5)) if v.dim() == 2 else v for k, v in features.items()}  # every per-token feature
+    padded = {k: F.pad(v, (0, 5)) if v.dim() == 2 and not v.is_floating_point() else v for k, v in features.items()}
     vectors = encoder(features)
     assert vectors.shape == (ITEMS, encoder.dim)
     assert torch.isfinite(vectors).all()
