@@ -49,7 +49,14 @@ if TYPE_CHECKING:
     from once.genre.merge import profile_text
     from once.genre.runner import MalformedAnswer, Request
     from once.metrics import auc, head_items, mrr, ndcg
-    from once.nn import AdditiveAttention, ConvTextEncoder, MultiHeadSelfAttention, masked_softmax, word_embedding
+    from once.nn import (
+        AdditiveAttention,
+        ConvTextEncoder,
+        Dropout,
+        MultiHeadSelfAttention,
+        masked_softmax,
+        word_embedding,
+    )
     from once.states import StateCache
 
 # names whose modules import numpy or torch: imported on first use, so that a plugin's parts module (options
@@ -60,7 +67,14 @@ LAZY = {
     **dict.fromkeys(("auc", "head_items", "mrr", "ndcg"), "once.metrics"),
     **dict.fromkeys(("MalformedAnswer", "Request"), "once.genre.runner"),
     **dict.fromkeys(
-        ("AdditiveAttention", "ConvTextEncoder", "MultiHeadSelfAttention", "masked_softmax", "word_embedding"),
+        (
+            "AdditiveAttention",
+            "ConvTextEncoder",
+            "Dropout",
+            "MultiHeadSelfAttention",
+            "masked_softmax",
+            "word_embedding",
+        ),
         "once.nn",
     ),
     "StateCache": "once.states",
@@ -87,6 +101,7 @@ __all__ = [
     "Corpus",
     "DataError",
     "Dataset",
+    "Dropout",
     "Impressions",
     "ItemEncoder",
     "Items",

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from once.api import BuildContext, Pairs, RecipeError
-from once.nn import MultiHeadSelfAttention, masked_softmax
+from once.nn import Dropout, MultiHeadSelfAttention, masked_softmax
 from once.registry import load_registry
 
 REGISTRY = load_registry()
@@ -59,6 +59,19 @@ def test_masked_softmax_zeroes_masked_positions_and_empty_rows():
     weights = masked_softmax(scores, mask)
     assert weights[0].tolist() == [1.0, 0.0, 0.0]  # stable with huge scores: no overflow
     assert weights[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_dropout_zeroes_a_share_p_and_scales_the_rest():
+    dropout = Dropout(0.2)
+    x = torch.full((400, 500), 2.0, requires_grad=True)
+    torch.manual_seed(0)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.2) < 0.005  # 200,000 draws: 4 standard deviations
+    assert torch.equal(y[kept], torch.full_like(y[kept], 2.0 / 0.8))
+    (gradient,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(gradient, kept / 0.8)
+    assert dropout.eval()(x) is x and Dropout(0.0).train()(x) is x
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():

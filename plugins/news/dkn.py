@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from once.api import Pairs, RecipeError, masked_softmax, word_embedding
+from once.api import Dropout, Pairs, RecipeError, masked_softmax, word_embedding
 from once_plugins.news.parts import DknItemOptions, DknPredictorOptions, DknUserOptions
 
 
@@ -55,7 +55,7 @@ class DknItemEncoder(nn.Module):
             nn.Conv1d(channels * options.word_dim, options.filters, w) for w in options.windows
         )
         self.windows = options.windows
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.dim = options.filters * len(options.windows)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from once.api import Dropout
 from once_plugins.news.parts import DocVecItemOptions
 
 
@@ -21,7 +22,7 @@ class DocVecItemEncoder(nn.Module):
         width = context.require_vectors(options.field)
         layers: list[nn.Module] = []
         for units in options.units:
-            layers += [nn.Linear(width, units), nn.ReLU(), nn.BatchNorm1d(units), nn.Dropout(options.dropout)]
+            layers += [nn.Linear(width, units), nn.ReLU(), nn.BatchNorm1d(units), Dropout(options.dropout)]
             width = units
         layers += [nn.Linear(width, options.dim), nn.ReLU()]
         self.network = nn.Sequential(*layers)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import AdditiveAttention, RecipeError, masked_softmax, word_embedding
+from once.api import AdditiveAttention, Dropout, RecipeError, masked_softmax, word_embedding
 from once_plugins.news.parts import FastformerItemOptions, FastformerUserOptions
 
 
@@ -56,7 +56,7 @@ class FastformerItemEncoder(nn.Module):
         self.field = context.require_text(options.field)
         vectors = context.word_vectors
         self.embedding = word_embedding(context.vocab_size, options.word_dim, vectors, "model.item.word_dim")
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         sizes = [options.word_dim] + [options.dim] * options.layers
         self.layers = nn.ModuleList(
             FastformerAttention(a, b, options.heads, "model.item.heads") for a, b in zip(sizes, sizes[1:], strict=False)

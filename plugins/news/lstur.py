@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from once.api import ConvTextEncoder, RecipeError, word_embedding
+from once.api import ConvTextEncoder, Dropout, RecipeError, word_embedding
 from once_plugins.news.parts import LsturItemOptions, LsturUserOptions
 
 
@@ -27,7 +27,7 @@ class LsturItemEncoder(nn.Module):
         self.embedding = word_embedding(
             context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
         )
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.title = ConvTextEncoder(
             options.word_dim, options.filters, options.window, options.query_dim, options.dropout
         )

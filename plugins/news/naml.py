@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import nn
 
-from once.api import AdditiveAttention, ConvTextEncoder, RecipeError, word_embedding
+from once.api import AdditiveAttention, ConvTextEncoder, Dropout, RecipeError, word_embedding
 from once_plugins.news.parts import NamlItemOptions
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class NamlItemEncoder(nn.Module):
         self.embedding = word_embedding(
             context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
         )
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.text = nn.ModuleDict(
             {
                 view: ConvTextEncoder(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import RecipeError, masked_softmax, word_embedding
+from once.api import Dropout, RecipeError, masked_softmax, word_embedding
 from once_plugins.news.parts import NpaItemOptions, NpaUserOptions
 
 
@@ -53,7 +53,7 @@ class NpaItemEncoder(nn.Module):
         self.field = context.require_text(options.field)
         vectors = context.word_vectors
         self.embedding = word_embedding(context.vocab_size, options.word_dim, vectors, "model.item.word_dim")
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         if options.window % 2 == 0:
             raise RecipeError(f"the CNN window must be odd so that every word is centred, got {options.window}",
                               where="model.item.window")

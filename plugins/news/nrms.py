@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import AdditiveAttention, MultiHeadSelfAttention, RecipeError, word_embedding
+from once.api import AdditiveAttention, Dropout, MultiHeadSelfAttention, RecipeError, word_embedding
 from once_plugins.news.parts import NrmsItemOptions, NrmsUserOptions
 
 
@@ -21,7 +21,7 @@ class NrmsItemEncoder(nn.Module):
         self.embedding = word_embedding(
             context.vocab_size, options.word_dim, context.word_vectors, "model.item.word_dim"
         )
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.attention = MultiHeadSelfAttention(options.word_dim, options.heads, options.head_dim)
         self.pool = AdditiveAttention(options.heads * options.head_dim, options.query_dim)
         self.dim = options.heads * options.head_dim

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from once.api import ConvTextEncoder, RecipeError, word_embedding
+from once.api import ConvTextEncoder, Dropout, RecipeError, word_embedding
 from once_plugins.news.parts import TanrItemOptions
 
 
@@ -35,7 +35,7 @@ class TanrItemEncoder(nn.Module):
         self.weight = options.topic_weight
         vectors = context.word_vectors
         self.embedding = word_embedding(context.vocab_size, options.word_dim, vectors, "model.item.word_dim")
-        self.dropout = nn.Dropout(options.dropout)
+        self.dropout = Dropout(options.dropout)
         self.text = ConvTextEncoder(
             options.word_dim, options.filters, options.window, options.query_dim, options.dropout
         )

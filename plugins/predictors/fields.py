@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from once.api import Pairs, RecipeError
+from once.api import Dropout, Pairs, RecipeError
 from once_plugins.predictors.parts import FieldOptions
 
 POPULARITY_BUCKETS = 16
@@ -33,7 +33,7 @@ def mlp(
     to `out` (none when `out` is None: the last hidden layer is the output)."""
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(inputs, size), activation(size) if activation else nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(inputs, size), activation(size) if activation else nn.ReLU(), Dropout(dropout)]
         inputs = size
     if out is not None:
         layers.append(nn.Linear(inputs, out))
