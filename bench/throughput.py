@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -125,7 +126,9 @@ def every_occurrence_scores(model, split, max_history: int, batch_size: int) -> 
     return scores
 
 
-def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_impressions: int) -> dict:
+def run_one(
+    corpus: str, model: str, goodreads: Path | None, steps: int, eval_impressions: int, engine_only: bool = False
+) -> dict:
     """Measure one (corpus, model) in this process."""
     import numpy as np
     import torch
@@ -192,6 +195,9 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     samples_per_s()  # warm-up: allocator, caches and threads settle before anything is timed
     reset_peak()
     speed = {"engine": samples_per_s()}
+    if engine_only:  # the engine's path alone (--baseline: the same measurement on an earlier commit's code)
+        figures["train_impressions_per_s"] = speed["engine"] / figures["clicks_per_impression"]
+        return figures
     figures["train_peak_mb"] = peak_mb()
     speed.update({name: samples_per_s(**options) for name, options in variants.items() if name != "engine"})
     speed["engine_again"] = samples_per_s()  # the same path later in the run: how much the machine drifted
@@ -236,6 +242,25 @@ def run_one(corpus: str, model: str, goodreads: Path | None, steps: int, eval_im
     return figures
 
 
+def baseline_path(revision: str) -> Path:
+    """A folder to put first on PYTHONPATH so that `once` and `once_plugins` import from `revision`'s tree."""
+    from once.files import cache_root
+
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", revision], check=True, capture_output=True, text=True)
+    tree = cache_root() / "bench-baseline" / commit.stdout.strip()[:12]
+    if not (tree / "once").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", revision], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    shim = tree / "_import"
+    shim.mkdir(exist_ok=True)
+    for name, source in (("once", "once"), ("once_plugins", "plugins")):
+        if not (shim / name).exists():
+            (shim / name).symlink_to(tree / source)
+    return shim
+
+
 def report(rows: list[dict], steps: int) -> str:
     lines = [
         f"Machine peak: fp32 matmul {rows[0]['peak_gflops']:.1f} GFLOP/s, measured with a 2048 x 2048 matmul in the"
@@ -245,13 +270,18 @@ def report(rows: list[dict], steps: int) -> str:
         " | dev imp/s (fast eval) | dev s | eval peak MB | fast eval vs every occurrence | fast eval vs full model |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    baseline = rows[0].get("baseline")
+    if baseline:
+        lines[2] = lines[2].replace(" | train vs every", f" | vs the engine at {baseline} | train vs every")
+        lines[3] += "---|"
     for row in rows:
         speed = row["train_samples_per_s"]
         achieved = row["gflop_per_sample"] * speed["engine"]
+        before = f" | **{row['train_impressions_per_s'] / row['baseline_impressions_per_s']:.2f}x**" if baseline else ""
         peak = row["peak_gflops"]
         fast = row["sample_fast_seconds"]
         lines.append(
-            f"| {row['corpus']} | {row['model']} | {row['train_impressions_per_s']:.0f}"
+            f"| {row['corpus']} | {row['model']} | {row['train_impressions_per_s']:.0f}{before}"
             f" | **{speed['engine'] / speed['every_occurrence']:.2f}x** | {100 * achieved / peak:.1f}%"
             f" | {row['gflop_per_sample'] * row['clicks_per_impression']:.3f} | {row['train_peak_mb']:.0f}"
             f" | {row['dev_impressions'] / row['dev_seconds']:.0f} | {row['dev_seconds']:.1f}"
@@ -299,11 +329,15 @@ def main() -> None:
     parser.add_argument("--builder", type=Path, default=DEFAULT_BUILDER)
     parser.add_argument("--write", type=Path, help="replace the throughput section of this markdown file")
     parser.add_argument("--rows", type=Path, help="keep each row here as it is measured; rows already there are reused")
+    parser.add_argument(
+        "--baseline", help="a git revision: its engine path is measured too, side by side, for the speed-up column"
+    )
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: CORPUS MODEL, print JSON
+    parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--goodreads", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.goodreads, args.steps, args.eval_impressions)))
+        print(json.dumps(run_one(*args.one, args.goodreads, args.steps, args.eval_impressions, args.engine_only)))
         return
     peak = matmul_peak()
     goodreads = build_benchmark(args.builder, args.users, 0, "none") if "goodreads" in args.corpora else None
@@ -326,6 +360,13 @@ def main() -> None:
             if finished.returncode:
                 sys.exit(f"{corpus} {model} failed:\n{finished.stderr[-3000:]}")
             row = {**json.loads(finished.stdout.strip().splitlines()[-1]), "peak_gflops": peak}
+            if args.baseline:  # the same engine-path measurement on the baseline's code, right after
+                environment = {**os.environ, "PYTHONPATH": str(baseline_path(args.baseline))}
+                before = subprocess.run([*command, "--engine-only"], capture_output=True, text=True, env=environment)
+                if before.returncode:
+                    sys.exit(f"{corpus} {model} at {args.baseline} failed:\n{before.stderr[-3000:]}")
+                measured = json.loads(before.stdout.strip().splitlines()[-1])
+                row |= {"baseline": args.baseline, "baseline_impressions_per_s": measured["train_impressions_per_s"]}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             if args.rows:
