@@ -45,6 +45,7 @@ from once.protocols import (
 from once.recipe import RecipePath
 
 if TYPE_CHECKING:
+    from once.data.export import write_mind_files
     from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
     from once.genre.merge import profile_text
     from once.genre.runner import MalformedAnswer, Request
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 LAZY = {
     **dict.fromkeys(("SPLITS", "UNLABELED", "Corpus", "Impressions", "Items", "Ragged"), "once.data.tables"),
     "profile_text": "once.genre.merge",
+    "write_mind_files": "once.data.export",
     **dict.fromkeys(("auc", "head_items", "mrr", "ndcg"), "once.metrics"),
     **dict.fromkeys(("MalformedAnswer", "Request"), "once.genre.runner"),
     **dict.fromkeys(
@@ -140,4 +142,5 @@ __all__ = [
     "read_text",
     "word_embedding",
     "write_atomic",
+    "write_mind_files",
 ]

@@ -115,7 +115,8 @@ class Dataset(Protocol):
     def read(self) -> Corpus:
         """Read the items and every available split."""
 
-    # Optional: `export(out: Path) -> None` writes the dataset as MIND files (`once data NAME OUT`).
+    # Optional: `export(out: Path) -> None` writes the dataset as MIND files (`once data NAME OUT`); without it
+    # `once data` writes what `read()` returns (once.data.export.write_mind_files).
 
 
 class Tokenizer(Protocol):

@@ -35,9 +35,12 @@ def register_commands(cli: typer.Typer, registry: Registry, console: Console) ->
         except ValidationError as error:
             raise validation_error(error, part.options, (), f"--set options of dataset '{name}'") from None
         dataset = part.load()(options, None)
-        if not hasattr(dataset, "export"):
-            raise OnceError(f"the dataset '{name}' cannot be written out (it reads files you already have)")
         if out_dir.exists() and any(out_dir.iterdir()):
             raise OnceError("refusing to write into a folder that is not empty", where=str(out_dir))
-        dataset.export(out_dir)
+        if hasattr(dataset, "export"):  # a dataset that writes itself (the demo generates its files)
+            dataset.export(out_dir)
+        else:
+            from once.data.export import write_mind_files
+
+            write_mind_files(dataset.read(), out_dir)
         out.print(f"wrote dataset '{name}' to {out_dir}")

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from once.api import Corpus, DataError, Impressions, Items, Ragged
+from once.api import Corpus, DataError, Impressions, Items, Ragged, write_mind_files
 from once_plugins.datasets.parts import PensOptions
 
 log = logging.getLogger(__name__)
@@ -329,41 +329,10 @@ def _listed(header: list[str], most: int = 12, width: int = 40) -> str:
     return ", ".join(names[:most]) + (f", ... ({len(header)} in all)" if len(header) > most else "")
 
 
-def _clean(text: str) -> str:
-    """A field as MIND's tab-separated lines can hold it: tabs and line breaks become spaces."""
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
 def write_mind(corpus: Corpus, out: Path, headlines: list[PersonalizedHeadline] | None = None) -> None:
-    """`corpus` as MIND files: train/ with the training items, dev/ with the dev split's items and the rest;
-    read_mind reads back the same items, fields and impressions (and which items are training items)."""
-    items = corpus.items
-    dev = corpus.splits["dev"]
-    in_dev = np.zeros(len(items.ids), bool)
-    in_dev[dev.candidates.values] = in_dev[dev.history.values] = True
-    listed = {"train": items.in_train, "dev": in_dev | ~items.in_train}
-    for split, impressions in corpus.splits.items():
-        folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "news.tsv").open("w", encoding="utf8", newline="\n") as news:
-            for i in np.flatnonzero(listed[split]):
-                if i == 0:
-                    continue
-                fields = (
-                    items.ids[i],
-                    items.categories["category"][i],
-                    items.categories["topic"][i],
-                    items.text["title"][i],
-                    items.text["body"][i],
-                )
-                news.write("\t".join(map(_clean, fields)) + "\t\t[]\t[]\n")
-        with (folder / "behaviors.tsv").open("w", encoding="utf8", newline="\n") as behaviors:
-            for row, impression in enumerate(impressions.impression_ids):
-                history = " ".join(items.ids[i] for i in impressions.history[row])
-                shown = zip(impressions.candidates[row], impressions.labels[row], strict=True)
-                tokens = " ".join(f"{items.ids[i]}-{label}" for i, label in shown)
-                user = _clean(impressions.user_ids[row])
-                behaviors.write(f"{_clean(impression)}\t{user}\t\t{history}\t{tokens}\n")
+    """`corpus` as MIND files under `out` (once.api.write_mind_files: the body as MIND's abstract, the topic as its
+    subcategory), and the personalised headlines beside them."""
+    write_mind_files(corpus, out)
     if headlines is not None:
         with (out / HEADLINES).open("w", encoding="utf8", newline="\n") as f:
             f.writelines(json.dumps({**asdict(h), "history": list(h.history)}) + "\n" for h in headlines)
