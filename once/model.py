@@ -66,7 +66,8 @@ class Recommender(nn.Module):
         features = {"item": items}
         for field in self.fields:
             values = getattr(self, f"feature_{field}")[items]
-            if values.dim() == 2:  # token ids: drop the trailing columns that are padding for every item here
+            if values.dim() == 2 and not values.is_floating_point():  # token ids (not item vectors): drop the
+                # trailing columns that are padding for every item here
                 used = (values != 0).any(0).nonzero()
                 values = values[:, : int(used.max()) + 1 if len(used) else 1]
             features[field] = values
@@ -81,7 +82,7 @@ class Recommender(nn.Module):
         counts = torch.zeros(len(items), dtype=torch.long)
         for field in self.fields:
             values = getattr(self, f"feature_{field}")
-            if values.dim() == 2:
+            if values.dim() == 2 and not values.is_floating_point():  # token ids, not item vectors
                 counts += (values[items.to(values.device)] != 0).sum(1).cpu()
         return counts
 

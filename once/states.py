@@ -188,7 +188,9 @@ def _layout(model: Recommender, data: PreparedData, identity: dict[str, Any], sh
     """Shard size, token width, hidden size and dtype, from the item features and one probe item."""
     encoder = model.item_encoder
     features = model.item_features(torch.arange(data.num_items))
-    width = max(int(v.shape[1]) for k, v in features.items() if k != "item" and v.dim() == 2)
+    width = max(
+        int(v.shape[1]) for k, v in features.items() if k != "item" and v.dim() == 2 and not v.is_floating_point()
+    )
     with torch.no_grad():
         probe, _ = encoder.frozen_states(model.item_features(torch.tensor([min(1, data.num_items - 1)])))
     return {

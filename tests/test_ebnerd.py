@@ -127,6 +127,10 @@ def test_document_embeddings_become_item_vectors(tmp_path, registry):
     assert data.features["contrastive"].dtype == torch.float32 and data.vector_dims == {"contrastive": 3}
     assert torch.equal(data.features["contrastive"], torch.from_numpy(vectors))  # stored and read back exactly
     resolved = load_recipe("ebnerd-docvec", registry, overrides)
+    model = build_recommender(resolved, data)
+    lacking = torch.tensor([4, 5])  # articles without a vector: all zeros, still the vector's full width
+    assert model.item_features(lacking)["contrastive"].shape == (2, 3) and model.encode_items(lacking).shape[0] == 2
+    assert torch.equal(model.token_counts(lacking), torch.tensor([3, 4]))  # title words only, not vector values
     with pytest.raises(DataError, match="cannot carry"):  # once serve's /items: a posted item has no such vector
         new_item_features(data, resolved.recipe.items, resolved.build("tokenizer"), [{"title": "Ny artikel"}])
     with pytest.raises(DataError, match="items.vectors names the field 'xlmr'"):
@@ -151,6 +155,13 @@ def test_bad_embedding_files_are_errors_naming_file_and_row(tmp_path):
     with pytest.raises(DataError, match="vectors of different lengths") as error:
         read_ebnerd(root, embeddings={"v": path})
     assert "row 2 (article 9000002)" in error.value.where
+    write_vectors(path, {9000001: [1.0, 2.0], 9000002: [float("nan"), 1.0]})
+    with pytest.raises(DataError, match="nan or inf") as error:
+        read_ebnerd(root, embeddings={"v": path})
+    assert "row 2 (article 9000002)" in error.value.where
+    write_vectors(path, {9000001: [1.0, None]})
+    with pytest.raises(DataError, match="without nulls"):
+        read_ebnerd(root, embeddings={"v": path})
 
 
 def test_nrms_docvec_trains_on_the_vectors_and_fast_evaluation_equals_plain(tmp_path, registry):

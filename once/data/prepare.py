@@ -174,6 +174,12 @@ def _write(
                 f"recipe items.vectors names the field '{field}', which this dataset does not have",
                 hint=f"Vector fields: {', '.join(items.vectors) or 'none'} (EB-NeRD: dataset.embeddings).",
             )
+        shape = items.vectors[field].shape
+        if len(shape) != 2 or shape[0] != len(items.ids):
+            raise DataError(
+                f"the dataset's item vector field '{field}' has shape {shape}, not (items, dim) with "
+                f"{len(items.ids)} items (the padding item included)"
+            )
     train_users = sorted(set(corpus.splits["train"].user_ids))
     other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
     users = ["", *train_users, *other_users]

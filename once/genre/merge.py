@@ -104,7 +104,10 @@ def _add_generated(corpus: Corpus, paths: list[Path], cold_history: int) -> None
                 column.append(value["title"] if field == "title" else body if field == "abstract" else "")
             for field, column in items.categories.items():
                 column.append(value.get(field, "") if isinstance(value.get(field, ""), str) else "")
-    items.in_train = np.concatenate([items.in_train, np.ones(len(items.ids) - len(items.in_train), dtype=bool)])
+    added = len(items.ids) - len(items.in_train)
+    items.in_train = np.concatenate([items.in_train, np.ones(added, dtype=bool)])
+    for field, vectors in items.vectors.items():  # a generated item has no pretrained vector: zeros, as a missing one
+        items.vectors[field] = np.concatenate([vectors, np.zeros((added, vectors.shape[1]), vectors.dtype)])
     for name, impressions in corpus.splits.items():
         corpus.splits[name] = _append_to_cold(impressions, by_user, cold_history)
 

@@ -273,22 +273,29 @@ def read_vectors(path: Path, indexer: Indexer, rows: int) -> tuple[np.ndarray, i
         array = table.column(columns[0]).combine_chunks()
         kind = array.type
         listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-        if not listed or not pa.types.is_floating(kind.value_type) or array.null_count:
+        if not listed or not pa.types.is_floating(kind.value_type) or array.null_count or array.flatten().null_count:
             raise DataError(
                 f"column {columns[0]} must hold lists of numbers without nulls (it is {kind})", where=str(path)
             )
-        flat = array.flatten().to_numpy(zero_copy_only=False)
+        flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
-    dim = int(lengths[0]) if len(lengths) else 0
-    if not dim or (lengths != dim).any():
-        row = int(np.flatnonzero(lengths != dim)[0]) if dim else 0
-        raise DataError(
-            f"vectors of different lengths ({dim} and {int(lengths[row]) if len(lengths) else 0})",
-            where=f"{path}: row {row + 1} (article {int(ids[row]) if len(ids) else '-'})",
-        )
+    if not len(lengths) or not lengths[0]:
+        raise DataError("no vectors (the file is empty, or its first vector has no numbers)", where=str(path))
+    dim = int(lengths[0])
+
+    def where(row: int) -> str:
+        return f"{path}: row {row + 1} (article {int(ids[row])})"
+
+    if (lengths != dim).any():
+        row = int(np.flatnonzero(lengths != dim)[0])
+        raise DataError(f"vectors of different lengths ({dim} and {int(lengths[row])})", where=where(row))
+    flat = flat.reshape(-1, dim)
+    if not np.isfinite(flat).all():
+        row = int(np.flatnonzero(~np.isfinite(flat).all(1))[0])
+        raise DataError("a vector holds nan or inf", where=where(row))
     vectors = np.zeros((rows, dim), np.float32)
     found = indexer(ids)
-    vectors[found[found != 0]] = flat.reshape(-1, dim)[found != 0]
+    vectors[found[found != 0]] = flat[found != 0]
     covered = np.zeros(rows, bool)
     covered[found] = True
     return vectors, int(rows - 1 - covered[1:].sum())

@@ -22,7 +22,8 @@ class DocVecItemEncoder(nn.Module):
         width = context.require_vectors(options.field)
         layers: list[nn.Module] = []
         for units in options.units:
-            layers += [nn.Linear(width, units), nn.ReLU(), nn.BatchNorm1d(units), Dropout(options.dropout)]
+            norm = nn.BatchNorm1d(units, eps=1e-3, momentum=0.01)  # Keras's defaults, which the reference runs on
+            layers += [nn.Linear(width, units), nn.ReLU(), norm, Dropout(options.dropout)]
             width = units
         layers += [nn.Linear(width, options.dim), nn.ReLU()]
         self.network = nn.Sequential(*layers)
