@@ -72,6 +72,7 @@ def test_dropout_zeroes_a_share_p_and_scales_the_rest():
     (gradient,) = torch.autograd.grad(y.sum(), x)
     assert torch.equal(gradient, kept / 0.8)
     assert dropout.eval()(x) is x and Dropout(0.0).train()(x) is x
+    assert dropout.train()(x.detach().bfloat16()).dtype == torch.bfloat16  # bf16 autocast's activations stay bf16
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():
