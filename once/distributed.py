@@ -52,6 +52,11 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def broadcast_(self, tensor: torch.Tensor) -> None:
+        """Rank 0's values of `tensor` (on the rank's device), in place on every rank."""
+        if self.distributed:
+            dist.broadcast(tensor, src=0)
+
     def all_sum(self, values: list[float]) -> list[float]:
         """Element-wise sums over ranks."""
         if not self.distributed:

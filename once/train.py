@@ -102,7 +102,7 @@ class Trainer:
                 warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
                 self.forward = DistributedDataParallel(
                     self.model, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
-                )  # the buffers (item features) are the same on every rank and never change
+                )  # the item features never change; learned statistics are shared after each epoch
 
     def _setup_optimizer(self) -> None:
         train = self.recipe.train
@@ -159,6 +159,7 @@ class Trainer:
         while self.progress.epoch < train.epochs and not self._stopped_early():
             epoch = self.progress.epoch
             record = self._train_epoch(epoch)
+            self._share_statistics()
             record["dev"] = evaluate(self.model, self.data.splits["dev"], **self._evaluation_settings())
             self._finish_epoch(run, record)
             self.tracking.epoch(record["epoch"], epoch_values(record))
@@ -239,6 +240,17 @@ class Trainer:
         if syncing:
             self._optimizer_step()
         return loss.item(), samples_in(batch), {name: term.item() for name, term in terms.items()}
+
+    def _share_statistics(self) -> None:
+        """Under torchrun, rank 0's learned buffers (batch norm's running statistics: docvec, DIN's Dice) on every
+        rank: DDP leaves buffers alone (broadcast_buffers=False), so each rank's estimate drifted on its own shard,
+        and ranks that evaluate or save must agree. The item features are fixed and not persistent: left out."""
+        if not self.world.distributed:
+            return
+        parameters = {id(p) for p in self.model.parameters()}
+        for tensor in self.model.state_dict(keep_vars=True).values():
+            if id(tensor) not in parameters and tensor.is_floating_point():
+                self.world.broadcast_(tensor.data)
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         """Under DDP, no gradient all-reduce for the batches an accumulated step adds up before its last."""
