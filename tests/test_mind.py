@@ -90,3 +90,10 @@ def test_a_tiny_demo_corpus_is_complete_even_when_topics_run_out(tmp_path):
     for name in ("train", "dev", "test"):
         labels = corpus.splits[name].labels
         assert all((labels[row] == 1).any() for row in range(len(labels)))  # every impression has a click
+
+
+def test_two_sizes_of_one_split_in_one_folder_are_refused(tmp_path):
+    write_mind(tmp_path, splits=("MINDsmall_train", "MINDlarge_train", "MINDsmall_dev"))
+    with pytest.raises(DataError, match="2 folders for the train split: MINDlarge_train, MINDsmall_train") as error:
+        read_mind(tmp_path)
+    assert "one size" in error.value.hint

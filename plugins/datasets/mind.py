@@ -26,20 +26,30 @@ BEHAVIOR_COLUMNS = ("impression id", "user id", "time", "history", "impressions"
 
 def split_folders(root: Path, what: str = "MIND", key: str = "dataset.path") -> dict[str, Path]:
     """Split name -> folder: `train/`, `dev/`, `test/` or Microsoft's `MINDsmall_train/`-style names (and xMIND's
-    `xMINDsmall_train/`); `what` and `key` name the folder and its recipe key in errors."""
+    `xMINDsmall_train/`); `what` and `key` name the folder and its recipe key in errors. Two folders for one split
+    (`MINDsmall_train/` beside `MINDlarge_train/`) are an error: which size to read is the user's choice."""
     if not root.is_dir():
         raise DataError(f"{what} folder not found", where=str(root), hint=f"Point the recipe's {key} at it.")
-    found = {}
+    found: dict[str, list[Path]] = {}
     for folder in sorted(root.iterdir()):
         for split in SPLITS:
             if folder.is_dir() and (folder.name == split or folder.name.endswith(f"_{split}")):
-                found.setdefault(split, folder)
+                found.setdefault(split, []).append(folder)
+    holds = "news.tsv and behaviors.tsv" if what == "MIND" else "news.tsv"
     if "train" not in found:
         raise DataError(
-            f"no train split: expected a train/ (or {what}small_train/) folder with news.tsv",
+            f"no train split: expected a train/ (or {what}small_train/) folder with {holds}",
             where=str(root),
+            hint=f"Point the recipe's {key} at the folder that holds the split folders.",
         )
-    return {split: found[split] for split in SPLITS if split in found}
+    for split, folders in found.items():
+        if len(folders) > 1:
+            raise DataError(
+                f"{len(folders)} folders for the {split} split: {', '.join(f.name for f in folders)}",
+                where=str(root),
+                hint=f"Keep one size (small or large) per folder, and point {key} at it.",
+            )
+    return {split: found[split][0] for split in SPLITS if split in found}
 
 
 class MindDataset:
