@@ -255,9 +255,11 @@ def baseline_path(revision: str) -> Path:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     shim = tree / "_import"
     shim.mkdir(exist_ok=True)
-    for name, source in (("once", "once"), ("once_plugins", "plugins")):
-        if not (shim / name).exists():
-            (shim / name).symlink_to(tree / source)
+    for link, source in ((shim / "once", tree / "once"), (shim / "once_plugins", tree / "plugins")):
+        if not link.exists():
+            link.symlink_to(source)
+    if not (tree / "once" / "recipes").exists():  # the built-in recipes, as the installed package maps them
+        (tree / "once" / "recipes").symlink_to(tree / "recipes")
     return shim
 
 
