@@ -19,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from once.errors import DataError, OnceError, RecipeError
-from once.files import building, cache_root, read_text, write_atomic
+from once.files import building, cache_root, file_stamp, read_text, write_atomic
 from once.hookspecs import hookimpl
 from once.kinds import KINDS, Kind
 from once.progress import progress_bar, quiet_transformers
@@ -131,6 +131,7 @@ __all__ = [
     "auc",
     "building",
     "cache_root",
+    "file_stamp",
     "head_items",
     "hookimpl",
     "masked_softmax",

@@ -24,6 +24,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("ONCE_CACHE") or Path.home() / ".cache" / "once").expanduser()
 
 
+def file_stamp(path: Path) -> str:
+    """A file's size and modification time ("missing" when it is not there): what stands for its contents in a
+    cache key, since hashing gigabytes of data would be slow."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def read_text(path: Path) -> str:
     """A UTF-8 text file the user named; anything else is an error naming the file."""
     try:

@@ -16,6 +16,7 @@ import numpy as np
 
 from once.data.tables import Corpus, Impressions, Ragged
 from once.errors import DataError
+from once.files import file_stamp
 from once.genre.store import RecordStore
 from once.recipe import AugmentSection
 
@@ -49,8 +50,7 @@ class GenreAnswers:
                 raise DataError(
                     "GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import."
                 )
-            stat = path.stat()
-            prints.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+            prints.append(f"{path.name}:{file_stamp(path)}")
         return prints
 
     def apply(self, corpus: Corpus) -> Corpus:

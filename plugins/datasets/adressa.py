@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from once.api import Corpus, DataError, Impressions, Items, Ragged
+from once.api import Corpus, DataError, Impressions, Items, Ragged, file_stamp
 from once_plugins.datasets.parts import AdressaOptions
 
 DAILY = re.compile(r"(\d{8})(\.jsonl?)?(\.gz)?")  # 20170101, 20170101.gz (and .json/.jsonl before .gz)
@@ -490,8 +490,7 @@ class AdressaDataset:
         """The options, and the name, size and modification time of every daily file."""
         digest = hashlib.sha256(json.dumps(self.options.model_dump(mode="json"), sort_keys=True).encode())
         for _, path in daily_files(self.options.path):
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{path.name}:{file_stamp(path)}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:

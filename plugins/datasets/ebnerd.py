@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from once.api import SPLITS, Corpus, DataError, Impressions, Items, Ragged
+from once.api import SPLITS, Corpus, DataError, Impressions, Items, Ragged, file_stamp
 from once_plugins.datasets.parts import EbnerdOptions
 
 try:
@@ -337,11 +337,9 @@ class EbnerdDataset:
         folders = [self.root, *split_folders(self.root).values(), *([self.test] if self.test else [])]
         for folder in folders:
             for path in sorted(folder.rglob("*.parquet")) if folder == self.test else sorted(folder.glob("*.parquet")):
-                stat = path.stat()
-                digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+                digest.update(f"{path.relative_to(folder)}:{file_stamp(path)}\n".encode())
         for name, path in self.embeddings.items():
-            stat = path.stat() if path.is_file() else None
-            digest.update(f"{name}={path}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
+            digest.update(f"{name}={path}:{file_stamp(path)}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from once.api import SPLITS, UNLABELED, Corpus, DataError, Impressions, Items, Ragged
+from once.api import SPLITS, UNLABELED, Corpus, DataError, Impressions, Items, Ragged, file_stamp
 from once_plugins.datasets.parts import MindOptions
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ class MindDataset:
         digest = hashlib.sha256(self.unknown_items.encode())
         for split, folder in split_folders(self.root).items():
             for name in ("news.tsv", "behaviors.tsv", ENTITY_VECTORS):
-                path = folder / name
-                stat = path.stat() if path.exists() else None
-                digest.update(f"{split}/{name}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
+                digest.update(f"{split}/{name}:{file_stamp(folder / name)}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from once.api import Corpus, DataError, Impressions, Items, Ragged, write_mind_files
+from once.api import Corpus, DataError, Impressions, Items, Ragged, file_stamp, write_mind_files
 from once_plugins.datasets.parts import PensOptions
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ class PensDataset:
         """Name, size and modification time of the three files the corpus is read from."""
         digest = hashlib.sha256(self.unknown_items.encode())
         for name in (NEWS, *LOGS.values()):
-            path = self.root / name
-            stat = path.stat() if path.is_file() else None
-            digest.update(f"{name}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
+            digest.update(f"{name}:{file_stamp(self.root / name)}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:

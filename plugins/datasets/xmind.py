@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from once.api import Corpus, DataError
+from once.api import Corpus, DataError, file_stamp
 from once_plugins.datasets.mind import MindDataset, read_mind, split_folders, text_lines
 from once_plugins.datasets.parts import MindOptions, XmindOptions
 
@@ -34,9 +34,7 @@ class XmindDataset:
         mind = MindDataset(MindOptions(path=options.path, unknown_items=options.unknown_items))
         digest = hashlib.sha256(f"{mind.fingerprint()}:{options.untranslated}:{options.keep_english}".encode())
         for split, folder in split_folders(options.news, "xMIND", "dataset.news").items():
-            path = folder / "news.tsv"
-            stat = path.stat() if path.exists() else None
-            digest.update(f"{split}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
+            digest.update(f"{split}:{file_stamp(folder / 'news.tsv')}\n".encode())
         return digest.hexdigest()
 
     def read(self) -> Corpus:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from once.api import AdditiveAttention, RecipeError, StateCache, quiet_transformers
+from once.api import AdditiveAttention, RecipeError, StateCache, file_stamp, quiet_transformers
 from once_plugins.lm.parts import LmItemOptions, LoraOptions, TransformersTokenizerOptions
 
 CODE_VERSION = 1
@@ -26,9 +26,7 @@ LORA_TARGETS = (["q_proj", "v_proj"], ["query", "value"])  # LLaMA-style and BER
 
 def files_fingerprint(path: Path) -> str:
     """Names, sizes and modification times of a checkpoint folder's files (hashing gigabytes would be slow)."""
-    return ";".join(
-        f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(path.iterdir()) if f.is_file()
-    )
+    return ";".join(f"{f.name}:{file_stamp(f)}" for f in sorted(path.iterdir()) if f.is_file())
 
 
 def _checkpoint_folder(path: Path, key: str) -> Path:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import regex
 import torch
 
-from once.api import DataError
+from once.api import DataError, file_stamp
 from once_plugins.tokenizers.parts import WordsOptions
 
 SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
@@ -61,8 +61,7 @@ class WordsTokenizer:
         path = self.options.vectors
         if path is None or not path.exists():
             return RULE
-        stat = path.stat()
-        return f"{RULE}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{RULE}:{file_stamp(path)}"
 
     def encode(self, text: str, max_tokens: int) -> list[int]:
         return [self.vocab.get(word, 1) for word in split_words(text)[:max_tokens]]
