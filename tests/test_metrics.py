@@ -39,3 +39,22 @@ def test_mean_over_impressions_skips_auc_where_labels_are_equal():
     result = mind_metrics(labels, scores)
     assert result["auc"] == pytest.approx((1.0 + 0.0) / 2)  # the all-clicked impression has no AUC
     assert result["mrr"] == pytest.approx((1.0 + (1 + 1 / 2) / 2 + 1 / 3) / 3)
+
+
+def test_impressions_scored_as_matrices_equal_one_by_one_to_the_bit():
+    """mind_metrics scores impressions of one width together; the averages equal those of impression_metrics
+    taken one impression at a time, ties, every-candidate-clicked and no-click impressions included."""
+    rng = np.random.default_rng(0)
+    labels, scores = [], []
+    for _ in range(3000):
+        width = int(rng.choice([1, 2, 5, 20, 37, 129]))  # 129: wider than the matrix path, one by one
+        labels.append((rng.random(width) < rng.choice([0.0, 0.2, 1.0], p=[0.05, 0.9, 0.05])).astype(np.int8))
+        scores.append(np.round(rng.normal(size=width), 1).astype(np.float32))  # one decimal: many ties
+    totals: dict[str, list[float]] = {}
+    for impression_labels, impression_scores in zip(labels, scores, strict=True):
+        for name, value in impression_metrics(impression_labels, impression_scores).items():
+            totals.setdefault(name, []).append(value)
+    expected = {name: sum(values) / len(values) for name, values in totals.items()}
+    assert mind_metrics(labels, scores) == expected
+    with pytest.raises(ValueError, match="unlabeled"):
+        mind_metrics([np.array([1, -1])], [np.array([0.5, 0.1])])
