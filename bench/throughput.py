@@ -86,6 +86,8 @@ def head(split, n: int):
     from once.data.tables import Ragged
 
     def first(ragged: Ragged) -> Ragged:
+        if ragged.rows is not None:  # shared rows (one history per user): keep the store, cut the row map
+            return Ragged(ragged.values, ragged.offsets, ragged.rows[:n])
         return Ragged(ragged.values[: ragged.offsets[n]], ragged.offsets[: n + 1])
 
     return replace(

@@ -63,3 +63,19 @@ def test_word_vectors_initialise_the_embedding(tmp_path, registry):
     with pytest.raises(DataError) as error:
         load_data(resolve(registry, root, f"tokenizer.vectors={vectors}", "model.item.word_dim=3", *small))
     assert error.value.where == f"{vectors}:2" and "expected 3 numbers, found 2" in error.value.message
+
+
+def test_histories_shared_by_a_users_impressions_are_stored_once(tmp_path, registry):
+    """MIND's history column repeats for every impression of a user in a split: the reader keeps one copy and a row
+    map, the cache writes it so, and each impression still reads its own history."""
+    from mind_files import BEHAVIORS
+
+    from once_plugins.datasets.mind import read_mind
+
+    root = write_mind(tmp_path / "mind", behaviors=[*BEHAVIORS, "4\tU1\t11/14/2019 1:05:58 PM\tN1\tN2-1 N4-0"])
+    train = read_mind(root).splits["train"]
+    assert len(train.history) == 4 and train.history.offsets.tolist() == [0, 2, 2, 3]  # "N1" stored once
+    assert train.history.rows.tolist() == [0, 1, 2, 2] and [list(train.history[i]) for i in range(4)][2:] == [[1], [1]]
+    split = load_data(resolve(registry, root)).splits["train"]
+    assert split.history.rows is not None and split.history.lengths.tolist() == [2, 0, 1, 1]
+    assert split.history.padded([0, 3], 2).tolist() == [[1, 3], [1, 0]]

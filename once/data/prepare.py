@@ -27,7 +27,7 @@ from once.protocols import Tokenizer
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 
 
 @dataclass
@@ -370,6 +370,8 @@ def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, i
         "labels.values": impressions.labels.values.astype(np.int8),
         "real_history": impressions.history.lengths - (0 if impressions.synthetic is None else impressions.synthetic),
     }
+    if impressions.history.rows is not None:  # histories shared by impressions (one per user): stored once
+        arrays["history.rows"] = impressions.history.rows
     folder.mkdir()
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
@@ -391,7 +393,7 @@ def _read(folder: Path, key: str) -> PreparedData:
         splits[name] = Split(
             impression_ids,
             t["user_ids"],
-            Ragged(t["history.values"], t["history.offsets"]),
+            Ragged(t["history.values"], t["history.offsets"], t.get("history.rows")),
             candidates,
             Ragged(t["labels.values"], candidates.offsets),
             t["real_history"],

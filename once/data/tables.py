@@ -12,10 +12,16 @@ UNLABELED = -1
 
 @dataclass
 class Ragged:
-    """Variable-length integer rows stored as one flat array plus offsets (row i = values[offsets[i]:offsets[i+1]])."""
+    """Variable-length integer rows stored as one flat array plus offsets (row i = values[offsets[i]:offsets[i+1]]).
+
+    With `rows`, row i is the stored row `rows[i]`: rows that repeat share one copy (EB-NeRD's and MIND's history is
+    the same for every impression of a user in a split, so it is stored once per user). `values` are then the stored
+    values, each shared row's once: what holds for the set of items (which items occur) holds for them.
+    """
 
     values: np.ndarray
     offsets: np.ndarray
+    rows: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, rows: list[list[int]], dtype: type = np.int64) -> Ragged:
@@ -26,14 +32,16 @@ class Ragged:
         return cls(values, offsets)
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
 
     def __getitem__(self, row: int) -> np.ndarray:
-        return self.values[self.offsets[row] : self.offsets[row + 1]]
+        stored = row if self.rows is None else self.rows[row]
+        return self.values[self.offsets[stored] : self.offsets[stored + 1]]
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        lengths = np.diff(self.offsets)
+        return lengths if self.rows is None else lengths[self.rows]
 
     def width(self, limit: int) -> int:
         """Columns needed to hold every row, capped at `limit` (at least 1): no all-padding columns."""
@@ -46,6 +54,8 @@ class Ragged:
     def padded(self, rows: np.ndarray, width: int, fill: int = 0) -> np.ndarray:
         """Rows as a (len(rows), width) matrix, left-aligned; longer rows keep their last `width` values."""
         rows = np.asarray(rows, dtype=np.int64)
+        if self.rows is not None:
+            rows = self.rows[rows]
         ends = self.offsets[rows + 1]
         lengths = np.minimum(ends - self.offsets[rows], width)
         columns = np.arange(width)

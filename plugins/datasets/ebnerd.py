@@ -242,13 +242,10 @@ class Reader:
         else:
             labels = np.full(len(inview), -1, np.int8)
         candidates, candidate_offsets, known = self.index(inview, inview_offsets, where)
-        lengths = np.diff(history_offsets)[owner]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        gathered = np.repeat(history_offsets[:-1][owner] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
         return Impressions(
             [str(i) for i in impression_ids],
             [str(u) for u in users],
-            Ragged(history_items[gathered] if len(gathered) else np.zeros(0, np.int64), offsets),
+            Ragged(history_items, history_offsets, owner.astype(np.int64)),  # each user's history stored once
             Ragged(candidates, candidate_offsets),
             Ragged(labels[known], candidate_offsets),
         )

@@ -179,8 +179,11 @@ def read_entity_vectors(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tuple[Impressions, int]:
-    """One split's impressions from a MIND behaviors.tsv, item ids mapped through `index`."""
+    """One split's impressions from a MIND behaviors.tsv, item ids mapped through `index`. A history column that
+    repeats (MIND's is the same for every impression of a user in a split) is stored once."""
     impression_ids, users, histories, candidates, labels = [], [], [], [], []
+    stored: dict[str, tuple[int, int]] = {}  # history column -> (its stored row, unknown ids it holds)
+    history_rows: list[int] = []
     skipped = 0
     labeled: bool | None = None
 
@@ -206,7 +209,13 @@ def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tup
                 f"found {len(row)}",
                 where=where,
             )
-        history = [i for i in (lookup(item, where) for item in row[3].split()) if i is not None]
+        if row[3] in stored:
+            stored_row, unknown = stored[row[3]]
+            skipped += unknown
+        else:
+            before = skipped
+            histories.append([i for i in (lookup(item, where) for item in row[3].split()) if i is not None])
+            stored_row, unknown = stored[row[3]] = (len(histories) - 1, skipped - before)
         shown, clicks = [], []
         for token in row[4].split():
             item, dash, label = token.rpartition("-")
@@ -232,13 +241,14 @@ def read_behaviors(path: Path, index: dict[str, int], unknown_items: str) -> tup
             raise DataError("impression has no candidates in column 5", where=where)
         impression_ids.append(row[0])
         users.append(row[1])
-        histories.append(history)
+        history_rows.append(stored_row)
         candidates.append(shown)
         labels.append(clicks)
+    shared = Ragged.from_rows(histories)
     impressions = Impressions(
         impression_ids,
         users,
-        Ragged.from_rows(histories),
+        Ragged(shared.values, shared.offsets, np.array(history_rows, dtype=np.int64)),
         Ragged.from_rows(candidates),
         Ragged.from_rows(labels, np.int8),
     )
