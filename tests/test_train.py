@@ -153,7 +153,10 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, registry):
     for key in a:
         if key.endswith("attention.key.bias"):
             continue  # its gradient is zero in exact arithmetic, so Adam turns rounding noise into whole steps
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+        # within 5% of one step (lr 1e-3): Adam scales each weight's step by its own gradient's size, so where a
+        # gradient is near zero the two summation orders' rounding moves the step by up to about 1%; a wrong
+        # accumulation (a half batch lost or counted twice) moves steps by the order of lr
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=5e-5)
         moved += int(not torch.allclose(a[key], initial.state_dict()[key]))
     assert moved > 0  # the four steps really changed the weights
 
