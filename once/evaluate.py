@@ -89,7 +89,7 @@ def split_item_vectors(
 ) -> torch.Tensor:
     """(num_items, item_dim): the vectors of every item the split names (its histories and candidates), zeros for
     the others; the fast path scores from them. Takes `evaluation_settings` as they are."""
-    needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0])  # 0: padding
+    needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0]).astype(np.int64)  # 0: pad
     items = torch.zeros(num_items, model.item_encoder.dim, device=device)
     items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
     return items

@@ -147,7 +147,7 @@ def ranking_batches(
             width = max(1, min(max_history, int(history.lengths[of].max())))
             yield {
                 "history": torch.from_numpy(history.padded(of, width)),
-                "candidates": torch.from_numpy(np.where(valid, items[positions], 0)),
+                "candidates": torch.from_numpy(np.where(valid, items[positions], 0).astype(np.int64)),
                 "labels": torch.from_numpy(np.where(valid, labels[positions], -1).astype(np.float32)),
                 "users": torch.from_numpy(users[of]),
             }

@@ -17,6 +17,9 @@ class Ragged:
     With `rows`, row i is the stored row `rows[i]`: rows that repeat share one copy (EB-NeRD's and MIND's history is
     the same for every impression of a user in a split, so it is stored once per user). `values` are then the stored
     values, each shared row's once: what holds for the set of items (which items occur) holds for them.
+
+    Item indices are stored as int32 (MIND-large's splits hold about 600 million candidates); `padded` hands rows
+    out as int64, the index type torch takes.
     """
 
     values: np.ndarray
@@ -24,7 +27,7 @@ class Ragged:
     rows: np.ndarray | None = None
 
     @classmethod
-    def from_rows(cls, rows: list[list[int]], dtype: type = np.int64) -> Ragged:
+    def from_rows(cls, rows: list[list[int]], dtype: type = np.int32) -> Ragged:
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -52,7 +55,7 @@ class Ragged:
         return self.padded(np.arange(len(self)), self.width(limit))
 
     def padded(self, rows: np.ndarray, width: int, fill: int = 0) -> np.ndarray:
-        """Rows as a (len(rows), width) matrix, left-aligned; longer rows keep their last `width` values."""
+        """Rows as a (len(rows), width) int64 matrix, left-aligned; longer rows keep their last `width` values."""
         rows = np.asarray(rows, dtype=np.int64)
         if self.rows is not None:
             rows = self.rows[rows]
@@ -61,9 +64,9 @@ class Ragged:
         columns = np.arange(width)
         valid = columns < lengths[:, None]
         if not len(self.values):
-            return np.full((len(rows), width), fill, dtype=self.values.dtype)
+            return np.full((len(rows), width), fill, dtype=np.int64)
         positions = np.minimum((ends - lengths)[:, None] + columns, len(self.values) - 1)
-        return np.where(valid, self.values[positions], fill).astype(self.values.dtype)
+        return np.where(valid, self.values[positions], fill).astype(np.int64)
 
 
 @dataclass
