@@ -107,6 +107,29 @@ def test_negatives_come_from_the_same_impression_and_are_topped_up():
     assert len(draws) > 1  # drawn at random, not the first three
 
 
+def test_negatives_are_the_smallest_keyed_unclicked_candidates_whatever_the_block_size(monkeypatch):
+    """The draw, written out: one uniform key per unclicked candidate of each sample's impression (one stream, in
+    sample order), the k smallest keys taken smallest first; drawn in blocks of 3 samples it is the same."""
+    from once.data.prepare import Split
+    from once.data.tables import Ragged
+
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 12, 300)
+    candidates = Ragged.from_rows([list(rng.integers(1, 500, n)) for n in lengths])
+    labels = Ragged((rng.random(int(lengths.sum())) < 0.3).astype(np.int8), candidates.offsets)
+    split = Split(["x"] * 300, np.zeros(300, np.int64), Ragged.from_rows([[]] * 300), candidates, labels, np.zeros(300))
+    samples = TrainingSamples.from_split(split)
+    unclicked = [candidates[i][labels[i] == 0] for i in samples.impressions]
+    keys = np.random.default_rng(1).random(sum(len(u) for u in unclicked))
+    starts = np.cumsum([0, *map(len, unclicked)])
+    expected = [u[np.argsort(keys[s : s + len(u)], kind="stable")[:4]] for u, s in zip(unclicked, starts, strict=False)]
+    monkeypatch.setattr(TrainingSamples, "SAMPLES_PER_BLOCK", 3)
+    drawn = samples.negatives(4, 500, np.random.default_rng(1))
+    for row, want in zip(drawn, expected, strict=True):
+        assert row[: len(want)].tolist() == want.tolist()  # the rest is the catalogue top-up
+    assert sum(len(w) < 4 for w in expected) > 10  # impressions with too few unclicked candidates were drawn
+
+
 RANKING = ["train.task=ranking", "train.unclicked_rate=0.5", "model.user={name: attention, query_dim: 16}"]
 RANKING += ["model.predictor={name: din, fields: [user, category], attention_hidden: [8], hidden: [16]}"]
 
