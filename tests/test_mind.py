@@ -97,3 +97,82 @@ def test_two_sizes_of_one_split_in_one_folder_are_refused(tmp_path):
     with pytest.raises(DataError, match="2 folders for the train split: MINDlarge_train, MINDsmall_train") as error:
         read_mind(tmp_path)
     assert "one size" in error.value.hint
+
+
+def _read_both(path, index, unknown_items):
+    """The column-wise and the line-by-line readings of one behaviors file (the column-wise one must not fall back)."""
+    from once_plugins.datasets.mind import _read_behaviors_by_line
+    from once_plugins.datasets.mind_columns import ColumnReader
+
+    return ColumnReader(path, index, unknown_items).read(), _read_behaviors_by_line(path, index, unknown_items)
+
+
+def _assert_same(column, line):
+    (a, skipped_a), (b, skipped_b) = column, line
+    assert skipped_a == skipped_b
+    assert a.impression_ids == b.impression_ids and a.user_ids == b.user_ids
+    for name in ("history", "candidates", "labels"):
+        ours, theirs = getattr(a, name), getattr(b, name)
+        assert ours.values.dtype == theirs.values.dtype
+        assert np.array_equal(ours.values, theirs.values) and np.array_equal(ours.offsets, theirs.offsets)
+    assert np.array_equal(a.history.rows, b.history.rows)
+
+
+def test_the_column_wise_reading_equals_the_line_by_line_one_across_blocks(tmp_path, monkeypatch):
+    """A demo corpus read in blocks of 4 KB (histories repeat across blocks), and an unlabeled split."""
+    from once_plugins.datasets.demo import write_demo
+    from once_plugins.datasets.mind_columns import ColumnReader
+    from once_plugins.datasets.parts import DemoOptions
+
+    monkeypatch.setattr(ColumnReader, "BLOCK_BYTES", 4096)
+    write_demo(tmp_path, DemoOptions(items=300, users=200))
+    index = {f"D{i}": i for i in range(1, 301)}
+    for split in ("train", "dev"):
+        column, line = _read_both(tmp_path / split / "behaviors.tsv", index, "error")
+        assert len(column[0]) >= 200 and column[0].candidates.values.dtype == np.int32
+        _assert_same(column, line)
+    unlabeled = tmp_path / "unlabeled.tsv"
+    lines = (tmp_path / "test" / "behaviors.tsv").read_text(encoding="utf8").splitlines()
+    unlabeled.write_text("".join(line.replace("-0", "").replace("-1", "") + "\n" for line in lines), encoding="utf8")
+    column, line = _read_both(unlabeled, index, "error")
+    assert (column[0].labels.values == -1).all()
+    _assert_same(column, line)
+
+
+def test_the_column_wise_reading_skips_unknown_ids_as_the_line_by_line_one(tmp_path):
+    """Unknown ids in histories (counted once per impression that shows them) and candidates, an impression whose
+    candidates are all unknown (dropped, its ids counted), an empty history and doubled spaces."""
+    path = tmp_path / "behaviors.tsv"
+    path.write_text(
+        "1\tU1\tT\tN1 N77  N3\tN2-0 N3-1 N99-0\n"
+        "2\tU2\tT\t\tN88-1 N89-0\n"
+        "3\tU1\tT\tN1 N77  N3\tN4-1 N2-0\n"
+        "4\tU3\tT\tN4\tN1-1 N4-0\n",
+        encoding="utf8",
+    )
+    index = {"N1": 1, "N2": 2, "N3": 3, "N4": 4}
+    column, line = _read_both(path, index, "skip")
+    _assert_same(column, line)
+    impressions, skipped = column
+    assert impressions.impression_ids == ["1", "3", "4"] and skipped == 1 + 1 + 2 + 1
+    assert list(impressions.history[0]) == [1, 3] and list(impressions.candidates[0]) == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("lines", "unknown_items"),
+    [
+        (["1\tU1\tT\tN1\tN2-0 N3-1 N9-0"], "error"),  # an unknown id that must be refused
+        (["1\tU1\tT\tN1\tN2-0 N3-2"], "skip"),  # a bad label
+        (["1\tU1\tT\tN1\tN2-0 N3"], "skip"),  # labeled and unlabeled mixed
+        (["1\tU1\tT\tN1\tN2-0  N3-1"], "error"),  # a doubled space between candidates
+        (["1\tU1\tT\tN1"], "error"),  # a missing column
+        (["1\tU1\tT\tN1\tN-2 N3"], "skip"),  # a bare id with a dash reads as NEWSID-LABEL
+    ],
+)
+def test_what_the_column_wise_reading_cannot_judge_goes_to_the_line_by_line_one(tmp_path, lines, unknown_items):
+    from once_plugins.datasets.mind_columns import ColumnReader, NotClean
+
+    path = tmp_path / "behaviors.tsv"
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf8")
+    with pytest.raises(NotClean):
+        ColumnReader(path, {"N1": 1, "N2": 2, "N3": 3, "N-2": 4}, unknown_items).read()

@@ -23,22 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from once.api import SPLITS, Corpus, DataError, Impressions, Items, Ragged, file_stamp
 from once_plugins.datasets.parts import EbnerdOptions
-
-try:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-except ImportError:
-    from once.api import RecipeError
-
-    raise RecipeError(
-        "the ebnerd dataset reads Parquet with pyarrow, which is not installed",
-        where="dataset",
-        hint='Install it with: pip install "once[ebnerd]"',
-    ) from None
 
 FOLDERS = {"train": "train", "validation": "dev", "test": "test"}  # EB-NeRD's split folders -> ONCE's splits
 ARTICLE_COLUMNS = ("article_id", "title", "subtitle", "body", "category_str", "subcategory")

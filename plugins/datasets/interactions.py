@@ -31,24 +31,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from once.api import Corpus, DataError, Impressions, Items, Ragged
 from once_plugins.datasets.parts import InteractionsOptions
-
-try:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-except ImportError:
-    from once.api import RecipeError
-
-    raise RecipeError(
-        "the interactions dataset reads its files with pyarrow, which is not installed",
-        where="dataset",
-        hint='Install it with: pip install "once[interactions]"',
-    ) from None
 
 DAMAGED = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError, IndexError, OverflowError)
 FULL_RANKING_LIMIT = 50_000_000  # candidate rows full ranking may make before it is refused
