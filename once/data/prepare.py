@@ -27,14 +27,14 @@ from once.protocols import Tokenizer
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 10
+FORMAT_VERSION = 11
 
 
 @dataclass
 class Split:
     """One split, ready for batching: every id is an index."""
 
-    impression_ids: list[str]
+    impression_ids: np.ndarray  # str, memory-mapped (MIND-large: 15.8 million)
     user_ids: np.ndarray  # index into PreparedData.users (the model maps users unseen in training to 0 itself)
     history: Ragged
     candidates: Ragged
@@ -229,7 +229,7 @@ def _write(
             "users": users,
             "known_users": len(train_users) + 1,
             "titles": items.text["title" if "title" in items.text else next(iter(items.text))],
-            "impression_ids": {name: imps.impression_ids for name, imps in corpus.splits.items()},
+            "splits": list(corpus.splits),
             "vocab_size": tokenizer.vocab_size,
             "special_ids": list(tokenizer.special_ids),
             "tokenizer": tokenizer.state(),
@@ -351,18 +351,18 @@ def _entity_matrix(entity_ids: list[str], vectors: dict[str, np.ndarray]) -> tor
 
 def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, description: str) -> torch.Tensor:
     """(len(texts), length) token ids, left-aligned and padded with 0; rows whose text is None stay all padding."""
-    matrix = torch.zeros(len(texts), length, dtype=torch.int32)
+    matrix = np.zeros((len(texts), length), dtype=np.int32)
     for row, value in tracked(enumerate(texts), len(texts), description):
         ids = tokenizer.encode(value, length)[:length] if value is not None else []
-        if ids:
-            matrix[row, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
-    return matrix
+        matrix[row, : len(ids)] = ids
+    return torch.from_numpy(matrix)
 
 
 def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
     """One split as contiguous .npy arrays in `folder`, read back as memory maps (shared by every process)."""
     arrays = {
-        "user_ids": np.array([user_index[u] for u in impressions.user_ids], dtype=np.int64),
+        "impression_ids": np.array(impressions.impression_ids, dtype=str),
+        "user_ids": np.fromiter((user_index[u] for u in impressions.user_ids), dtype=np.int64, count=len(impressions)),
         "history.values": impressions.history.values,
         "history.offsets": impressions.history.offsets,
         "candidates.values": impressions.candidates.values,
@@ -386,12 +386,12 @@ def _read(folder: Path, key: str) -> PreparedData:
     entities_file = folder / "entities.safetensors"
     profiles_file = folder / "users.safetensors"
     splits = {}
-    for name, impression_ids in meta["impression_ids"].items():
+    for name in meta["splits"]:
         rebuild = f"Delete {folder}; the next run tokenizes the data again."
         t = {path.stem: map_array(path, rebuild) for path in (folder / name).glob("*.npy")}
         candidates = Ragged(t["candidates.values"], t["candidates.offsets"])
         splits[name] = Split(
-            impression_ids,
+            t["impression_ids"],
             t["user_ids"],
             Ragged(t["history.values"], t["history.offsets"], t.get("history.rows")),
             candidates,
