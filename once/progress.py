@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -31,12 +32,18 @@ def progress_bar(*fields: str, console: Console | None = None) -> Progress:
 
 
 def tracked(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """Iterate `items` under a progress bar."""
+    """Iterate `items` under a progress bar, moved at most ten times a second (the bar redraws no more often, and
+    advancing it costs microseconds: per item it was a sixth of tokenizing MIND-large's titles)."""
     with progress_bar() as progress:
         task = progress.add_task(description, total=total)
+        pending, last = 0, time.monotonic()
         for item in items:
             yield item
-            progress.advance(task)
+            pending += 1
+            if time.monotonic() - last >= 0.1:
+                progress.advance(task, pending)
+                pending, last = 0, time.monotonic()
+        progress.advance(task, pending)
 
 
 def quiet_transformers() -> None:
