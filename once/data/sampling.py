@@ -120,7 +120,7 @@ def training_batches(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         impressions = samples.impressions[rows]
-        width = max_history if full_width else max(1, min(max_history, int(history.lengths[impressions].max())))
+        width = max_history if full_width else max(1, min(max_history, int(history.lengths_of(impressions).max())))
         candidates = np.concatenate([samples.positives[rows, None], negatives[rows]], axis=1)
         yield {
             "history": torch.from_numpy(history.padded(impressions, width)),
@@ -184,7 +184,7 @@ def ranking_batches(
             valid = np.arange(int(counts[chosen].max())) < counts[chosen][:, None]
             positions = np.where(valid, offsets[chosen][:, None] + np.arange(valid.shape[1]), 0)
             of = impressions[chosen]
-            width = max(1, min(max_history, int(history.lengths[of].max())))
+            width = max(1, min(max_history, int(history.lengths_of(of).max())))
             yield {
                 "history": torch.from_numpy(history.padded(of, width)),
                 "candidates": torch.from_numpy(np.where(valid, items[positions], 0).astype(np.int64)),

@@ -46,6 +46,11 @@ class Ragged:
         lengths = np.diff(self.offsets)
         return lengths if self.rows is None else lengths[self.rows]
 
+    def lengths_of(self, rows: np.ndarray) -> np.ndarray:
+        """The lengths of `rows` alone (a batch's: `lengths` computes every row's, 15.8 million at MIND-large)."""
+        stored = rows if self.rows is None else self.rows[rows]
+        return self.offsets[stored + 1] - self.offsets[stored]
+
     def width(self, limit: int) -> int:
         """Columns needed to hold every row, capped at `limit` (at least 1): no all-padding columns."""
         return max(1, min(limit, int(self.lengths.max(initial=0))))
