@@ -29,7 +29,7 @@ def assert_same_corpus(original: Corpus, written: Corpus) -> None:
     assert set(original.splits) == set(written.splits)
     for name, split in original.splits.items():
         other = written.splits[name]
-        assert other.impression_ids == split.impression_ids and other.user_ids == split.user_ids
+        assert list(other.impression_ids) == list(split.impression_ids) and other.user_ids == split.user_ids
         for row in range(len(split)):
             for ragged in ("history", "candidates"):
                 ids = [a.ids[i] for i in getattr(split, ragged)[row]]

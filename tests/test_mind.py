@@ -15,7 +15,7 @@ def test_reads_items_and_impressions(tmp_path):
     assert items.text["title"][3] == "Champion wins the final"
     assert items.categories["subcategory"][4] == "storms"
     train = corpus.splits["train"]
-    assert train.impression_ids == ["1", "2", "3"]
+    assert list(train.impression_ids) == ["1", "2", "3"]
     assert train.user_ids == ["U1", "U2", "U1"]
     assert list(train.history[0]) == [1, 3] and list(train.history[1]) == []
     assert list(train.candidates[0]) == [2, 3, 4] and list(train.labels[0]) == [0, 1, 0]
@@ -110,7 +110,7 @@ def _read_both(path, index, unknown_items):
 def _assert_same(column, line):
     (a, skipped_a), (b, skipped_b) = column, line
     assert skipped_a == skipped_b
-    assert a.impression_ids == b.impression_ids and a.user_ids == b.user_ids
+    assert list(a.impression_ids) == list(b.impression_ids) and a.user_ids == b.user_ids
     for name in ("history", "candidates", "labels"):
         ours, theirs = getattr(a, name), getattr(b, name)
         assert ours.values.dtype == theirs.values.dtype
@@ -154,7 +154,7 @@ def test_the_column_wise_reading_skips_unknown_ids_as_the_line_by_line_one(tmp_p
     column, line = _read_both(path, index, "skip")
     _assert_same(column, line)
     impressions, skipped = column
-    assert impressions.impression_ids == ["1", "3", "4"] and skipped == 1 + 1 + 2 + 1
+    assert list(impressions.impression_ids) == ["1", "3", "4"] and skipped == 1 + 1 + 2 + 1
     assert list(impressions.history[0]) == [1, 3] and list(impressions.candidates[0]) == [2, 3]
 
 

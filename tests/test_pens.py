@@ -210,7 +210,7 @@ def test_once_data_writes_mind_files_and_the_headlines(tmp_path, registry):
     assert mind.items.in_train[order].tolist() == corpus.items.in_train.tolist()
     for split in ("train", "dev"):
         ours, theirs = corpus.splits[split], mind.splits[split]
-        assert theirs.impression_ids == ours.impression_ids and theirs.user_ids == ours.user_ids
+        assert list(theirs.impression_ids) == list(ours.impression_ids) and theirs.user_ids == ours.user_ids
         for row in range(len(ours)):
             assert [mind.items.ids[i] for i in theirs.history[row]] == [corpus.items.ids[i] for i in ours.history[row]]
             assert [mind.items.ids[i] for i in theirs.candidates[row]] == [

@@ -42,7 +42,7 @@ def test_translations_replace_the_english_texts_and_mind_keeps_the_rest(tmp_path
     assert items.categories["category"][1:] == ["sports", "finance", "sports", "weather"]  # MIND's own
     assert "title_en" not in items.text and all(e == [] for e in items.entities["title"])
     train = corpus.splits["train"]
-    assert train.impression_ids == ["1", "2", "3"] and list(train.candidates[0]) == [2, 3, 4]
+    assert list(train.impression_ids) == ["1", "2", "3"] and list(train.candidates[0]) == [2, 3, 4]
     assert list(train.labels[0]) == [0, 1, 0] and list(train.history[0]) == [1, 3]
 
 

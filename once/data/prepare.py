@@ -361,8 +361,8 @@ def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, de
 def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
     """One split as contiguous .npy arrays in `folder`, read back as memory maps (shared by every process)."""
     arrays = {
-        "impression_ids": np.array(impressions.impression_ids, dtype=str),
-        "user_ids": np.fromiter((user_index[u] for u in impressions.user_ids), dtype=np.int64, count=len(impressions)),
+        "impression_ids": np.asarray(impressions.impression_ids, dtype=str),
+        "user_ids": np.fromiter(map(user_index.__getitem__, impressions.user_ids), np.int64, count=len(impressions)),
         "history.values": impressions.history.values,
         "history.offsets": impressions.history.offsets,
         "candidates.values": impressions.candidates.values,

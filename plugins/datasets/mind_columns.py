@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ class _Tokens:
 class _Block:
     """One block's impressions, worked out independently of every other block."""
 
-    impression_ids: list[str]
+    impression_ids: np.ndarray  # str
     users: list[str]
     items: np.ndarray  # the kept candidates, in row order
     labels: np.ndarray
@@ -143,7 +144,7 @@ class _Block:
 class ColumnReader:
     """The column-wise reading of one behaviors.tsv, item ids mapped through `index` (see the module's text)."""
 
-    BLOCK_BYTES = 1 << 25
+    BLOCK_BYTES = 1 << 23  # 8 MB: larger blocks spent their time in the kernel, zeroing fresh pages for temporaries
     THREADS = 2
 
     def __init__(self, path: Path, index: dict[str, int], unknown_items: str) -> None:
@@ -155,9 +156,10 @@ class ColumnReader:
         """The split's impressions and the count of unknown ids skipped; raises NotClean."""
         import pyarrow as pa
 
-        impression_ids: list[str] = []
+        impression_ids = _Growing(np.dtype("U1"))  # 15.8 million ids: 4 bytes a character, not a str object each
         users: list[str] = []
-        history_rows, candidates, labels, counts = [], [], [], []
+        history_rows, counts = _Growing(np.int64), _Growing(np.int64)
+        candidates, labels = _Growing(np.int32), _Growing(np.int8)
         histories = _HistoryStore()
         skipped = 0
         try:
@@ -165,28 +167,24 @@ class ColumnReader:
                 kept = block.per_row > 0  # rows whose every candidate was an unknown id being skipped are dropped
                 rows, unknown = histories.rows(block.histories)
                 skipped += block.unknown + int(unknown.sum())  # dropped rows' history ids too, as line by line
-                if kept.all():
-                    impression_ids.extend(block.impression_ids)
-                    users.extend(block.users)
-                else:
-                    impression_ids.extend(block.impression_ids[i] for i in np.flatnonzero(kept))
-                    users.extend(block.users[i] for i in np.flatnonzero(kept))
-                history_rows.append(rows[kept])
-                candidates.append(block.items)
-                labels.append(block.labels)
-                counts.append(block.per_row[kept])
+                impression_ids.extend(block.impression_ids[kept])
+                users.extend(block.users if kept.all() else [block.users[i] for i in np.flatnonzero(kept)])
+                history_rows.extend(rows[kept])
+                candidates.extend(block.items)
+                labels.extend(block.labels)
+                counts.extend(block.per_row[kept])
         except (pa.ArrowException, UnicodeDecodeError) as error:  # a malformed line, not UTF-8, an empty file
             raise NotClean from error
-        if not impression_ids:
+        if not users:
             raise NotClean
-        offsets = np.zeros(len(impression_ids) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(counts), out=offsets[1:])
+        offsets = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(counts.array(), out=offsets[1:])
         impressions = Impressions(
-            impression_ids,
+            impression_ids.array(),
             users,
-            histories.ragged(np.concatenate(history_rows)),
-            Ragged(_joined(candidates, np.int32), offsets),
-            Ragged(_joined(labels, np.int8), offsets),
+            histories.ragged(history_rows.array()),
+            Ragged(candidates.array(), offsets),
+            Ragged(labels.array(), offsets),
         )
         return impressions, skipped
 
@@ -217,9 +215,7 @@ class ColumnReader:
     def _block(self, batch) -> _Block:
         items, labels, per_row, unknown = self._candidates(batch.column(4))
         histories = _Histories.of(batch.column(3), self)
-        return _Block(
-            batch.column(0).to_pylist(), _strings(batch.column(1)), items, labels, per_row, unknown, histories
-        )
+        return _Block(_ids(batch.column(0)), _strings(batch.column(1)), items, labels, per_row, unknown, histories)
 
     def _candidates(self, column) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(items, labels, kept candidates per row, unknown tokens skipped) of a block's candidates column."""
@@ -294,28 +290,33 @@ class _HistoryStore:
     """Each distinct history column stored once, in order of first appearance in the file (as line by line)."""
 
     def __init__(self) -> None:
-        self.stored: dict[str, tuple[int, int]] = {}  # history column -> (its stored row, unknown ids it holds)
-        self.values: list[np.ndarray] = []
-        self.lengths: list[np.ndarray] = []
+        self.stored: dict[str, int] = {}  # history column -> its stored row
+        self.unknown: dict[int, int] = {}  # stored row -> the unknown ids it held (rows with none left out)
+        self.values, self.lengths = _Growing(np.int32), _Growing(np.int64)
         self.count = 0
 
     def rows(self, histories: _Histories) -> tuple[np.ndarray, np.ndarray]:
         """(stored row, unknown ids skipped) per row of a block, storing its histories not seen before."""
-        new = np.array([text not in self.stored for text in histories.texts], dtype=bool)
+        texts = histories.texts
+        rows = np.fromiter(map(self.stored.get, texts, repeat(-1)), dtype=np.int64, count=len(texts))
+        new = rows < 0
         if new.any():
-            self.values.append(histories.items[np.repeat(new, histories.lengths)])
-            self.lengths.append(histories.lengths[new])
-            for row, i in enumerate(np.flatnonzero(new).tolist()):
-                self.stored[histories.texts[i]] = (self.count + row, int(histories.unknown[i]))
+            self.values.extend(histories.items[np.repeat(new, histories.lengths)])
+            self.lengths.extend(histories.lengths[new])
+            rows[new] = self.count + np.arange(int(new.sum()))
+            self.stored.update(zip([texts[i] for i in np.flatnonzero(new)], rows[new].tolist(), strict=True))
+            holding = new & (histories.unknown > 0)
+            self.unknown.update(zip(rows[holding].tolist(), histories.unknown[holding].tolist(), strict=True))
             self.count += int(new.sum())
-        stored = np.array([self.stored[text] for text in histories.texts], dtype=np.int64).reshape(-1, 2)
-        return stored[histories.of_row, 0], stored[histories.of_row, 1]
+        unknown = np.zeros(len(texts), dtype=np.int64)
+        if self.unknown:
+            unknown = np.fromiter(map(self.unknown.get, rows.tolist(), repeat(0)), dtype=np.int64, count=len(texts))
+        return rows[histories.of_row], unknown[histories.of_row]
 
     def ragged(self, rows: np.ndarray) -> Ragged:
         offsets = np.zeros(self.count + 1, dtype=np.int64)
-        if self.lengths:
-            np.cumsum(np.concatenate(self.lengths), out=offsets[1:])
-        return Ragged(_joined(self.values, np.int32), offsets, rows)
+        np.cumsum(self.lengths.array(), out=offsets[1:])
+        return Ragged(self.values.array(), offsets, rows)
 
 
 def _labeled(first_row: str) -> bool:
@@ -324,6 +325,22 @@ def _labeled(first_row: str) -> bool:
     if dash and label not in ("0", "1"):
         raise NotClean
     return bool(dash)
+
+
+def _ids(column) -> np.ndarray:
+    """A block's impression ids as a numpy str array, cut from the column's bytes without a Python object each
+    (ASCII ids, as MIND's numbers are; others through Python strings)."""
+    _, offsets_buffer, data_buffer = column.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32)[column.offset : column.offset + len(column) + 1]
+    data = np.frombuffer(data_buffer, np.uint8)[: offsets[-1]]
+    if (data[offsets[0] :] >= 0x80).any():
+        return np.array(column.to_pylist(), dtype=str)
+    lengths = np.diff(offsets)
+    width = max(1, int(lengths.max(initial=0)))
+    at = offsets[:-1, None] + np.arange(width)
+    chars = np.concatenate([data, np.zeros(width, np.uint8)])[at]
+    chars[np.arange(width) >= lengths[:, None]] = 0
+    return chars.view(f"S{width}").ravel().astype(str)
 
 
 def _strings(column) -> list[str]:
@@ -335,12 +352,35 @@ def _strings(column) -> list[str]:
     return [distinct[i] for i in encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _joined(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
-    """The chunks as one array, each chunk freed as soon as it is copied (peak: the result plus one chunk)."""
-    joined = np.empty(sum(len(c) for c in chunks), dtype=dtype)
-    at = 0
-    while chunks:
-        chunk = chunks.pop(0)
-        joined[at : at + len(chunk)] = chunk
-        at += len(chunk)
-    return joined
+class _Growing:
+    """An array appended to block by block. Blocks are gathered into segments of SEGMENT_BYTES, which the
+    allocator maps and unmaps whole, and the segments are copied into the result one by one, each freed as soon
+    as it is copied: the peak is the result plus one segment, not the blocks plus their concatenation (2 GB more
+    for MIND-large's training candidates). Growing one array in place was no cheaper: numpy's resize zero-fills."""
+
+    SEGMENT_BYTES = 1 << 26
+
+    def __init__(self, dtype: type | np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.blocks: list[np.ndarray] = []
+        self.segments: list[np.ndarray] = []
+        self.size = 0
+
+    def extend(self, chunk: np.ndarray) -> None:
+        self.blocks.append(chunk)
+        self.size += len(chunk)
+        if sum(b.nbytes for b in self.blocks) >= self.SEGMENT_BYTES:
+            self.segments.append(np.concatenate(self.blocks))
+            self.blocks = []
+
+    def array(self) -> np.ndarray:
+        """The values appended, as one array (this object is spent)."""
+        parts = [*self.segments, *self.blocks]
+        self.segments, self.blocks = [], []
+        joined = np.empty(self.size, dtype=np.result_type(self.dtype, *(p.dtype for p in parts)))
+        at = 0
+        while parts:
+            part = parts.pop(0)
+            joined[at : at + len(part)] = part
+            at += len(part)
+        return joined
