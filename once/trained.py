@@ -86,9 +86,9 @@ class TrainedModel:
         """User index -> every item the user clicked in any impression (MIND histories leave these out)."""
         users, items = [], []
         for split in self.data.splits.values():
-            clicked = split.labels.values == 1
-            owner = np.repeat(split.user_ids, split.candidates.lengths)
-            users.append(owner[clicked])
+            clicked = np.flatnonzero(split.labels.values == 1)  # each click's impression, found by its offset
+            impression = np.searchsorted(split.candidates.offsets, clicked, side="right") - 1
+            users.append(np.asarray(split.user_ids)[impression])
             items.append(split.candidates.values[clicked])
         users, items = np.concatenate(users), np.concatenate(items)
         order = np.argsort(users, kind="stable")
