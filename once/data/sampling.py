@@ -55,8 +55,8 @@ class TrainingSamples:
         for start in range(0, len(self), self.SAMPLES_PER_BLOCK):
             block = slice(start, min(start + self.SAMPLES_PER_BLOCK, len(self)))
             impressions = self.impressions[block]
-            keys = rng.random(int(self.unclicked[impressions].sum()))
             counts, values = self.unclicked[impressions], self._unclicked_of(impressions)
+            keys = rng.random(int(counts.sum()))
             firsts = np.cumsum(counts) - counts
             for rank in range(k):
                 live = np.flatnonzero(counts > rank)  # samples with a candidate left to take

@@ -94,9 +94,8 @@ class _Tokens:
     def of(cls, column) -> _Tokens:
         """The tokens between single spaces (what MIND writes). An empty row, a doubled space or one at a row's
         start or end makes an empty token, which `words` refuses."""
-        _, offsets_buffer, data_buffer = column.buffers()
-        offsets = np.frombuffer(offsets_buffer, np.int32)[column.offset : column.offset + len(column) + 1]
-        raw = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
+        offsets, data = _buffers(column)
+        raw = data[offsets[0] :]
         rows = (offsets - offsets[0]).astype(np.int64)
         spaces = np.flatnonzero(raw == _SPACE)
         per_row = np.diff(np.searchsorted(spaces, rows)) + 1
@@ -327,12 +326,17 @@ def _labeled(first_row: str) -> bool:
     return bool(dash)
 
 
+def _buffers(column) -> tuple[np.ndarray, np.ndarray]:
+    """A string column's row offsets and its bytes up to the last row's end, as numpy views (no copy)."""
+    _, offsets_buffer, data_buffer = column.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32)[column.offset : column.offset + len(column) + 1]
+    return offsets, np.frombuffer(data_buffer, np.uint8)[: offsets[-1]]
+
+
 def _ids(column) -> np.ndarray:
     """A block's impression ids as a numpy str array, cut from the column's bytes without a Python object each
     (ASCII ids, as MIND's numbers are; others through Python strings)."""
-    _, offsets_buffer, data_buffer = column.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int32)[column.offset : column.offset + len(column) + 1]
-    data = np.frombuffer(data_buffer, np.uint8)[: offsets[-1]]
+    offsets, data = _buffers(column)
     if (data[offsets[0] :] >= 0x80).any():
         return np.array(column.to_pylist(), dtype=str)
     lengths = np.diff(offsets)
@@ -365,13 +369,15 @@ class _Growing:
         self.blocks: list[np.ndarray] = []
         self.segments: list[np.ndarray] = []
         self.size = 0
+        self.pending_bytes = 0  # in `blocks`
 
     def extend(self, chunk: np.ndarray) -> None:
         self.blocks.append(chunk)
         self.size += len(chunk)
-        if sum(b.nbytes for b in self.blocks) >= self.SEGMENT_BYTES:
+        self.pending_bytes += chunk.nbytes
+        if self.pending_bytes >= self.SEGMENT_BYTES:
             self.segments.append(np.concatenate(self.blocks))
-            self.blocks = []
+            self.blocks, self.pending_bytes = [], 0
 
     def array(self) -> np.ndarray:
         """The values appended, as one array (this object is spent)."""
