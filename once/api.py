@@ -46,7 +46,7 @@ from once.recipe import RecipePath
 
 if TYPE_CHECKING:
     from once.data.export import write_mind_files
-    from once.data.tables import SPLITS, UNLABELED, Corpus, Impressions, Items, Ragged
+    from once.data.tables import SPLITS, UNLABELED, Corpus, ImpressionParts, Impressions, Items, Ragged
     from once.genre.merge import profile_text
     from once.genre.runner import MalformedAnswer, Request
     from once.metrics import auc, head_items, mrr, ndcg
@@ -63,7 +63,9 @@ if TYPE_CHECKING:
 # names whose modules import numpy or torch: imported on first use, so that a plugin's parts module (options
 # and hooks) loads without them
 LAZY = {
-    **dict.fromkeys(("SPLITS", "UNLABELED", "Corpus", "Impressions", "Items", "Ragged"), "once.data.tables"),
+    **dict.fromkeys(
+        ("SPLITS", "UNLABELED", "Corpus", "ImpressionParts", "Impressions", "Items", "Ragged"), "once.data.tables"
+    ),
     "profile_text": "once.genre.merge",
     "write_mind_files": "once.data.export",
     **dict.fromkeys(("auc", "head_items", "mrr", "ndcg"), "once.metrics"),
@@ -104,6 +106,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "Dropout",
+    "ImpressionParts",
     "Impressions",
     "ItemEncoder",
     "Items",

@@ -21,7 +21,14 @@ from once.evaluate import evaluation_settings, score_split
 from once.model import build_recommender
 from once.recipe import load_recipe
 from once.train import train
+from once_plugins.datasets import ebnerd
 from once_plugins.datasets.ebnerd import read_ebnerd
+
+
+def whole(split):
+    """A fixture split's impressions: one part (they are far below ebnerd.PART_ROWS)."""
+    (part,) = split.parts()
+    return part
 
 
 def test_reads_articles_impressions_and_histories(tmp_path):
@@ -31,8 +38,8 @@ def test_reads_articles_impressions_and_histories(tmp_path):
     assert items.text["title"][2] == "Brøndby vinder derbyet" and items.text["body"][2] == ""  # empty body kept
     assert items.categories["category"][5] == "" and items.categories["subcategory"][2] == "140"
     assert set(corpus.splits) == {"train", "dev"}
-    train, dev = corpus.splits["train"], corpus.splits["dev"]
-    assert train.impression_ids == ["1", "2"] and train.user_ids == ["101", "102"]
+    train, dev = whole(corpus.splits["train"]), whole(corpus.splits["dev"])
+    assert train.impression_ids.tolist() == ["1", "2"] and train.user_ids == ["101", "102"]
     assert list(train.candidates[0]) == [1, 2, 3] and list(train.labels[0]) == [0, 1, 0]
     assert list(train.history[0]) == [2, 4]  # user 101's article_id_fixed, in order
     assert list(dev.history[1]) == [5, 3, 1] and list(dev.labels[1]) == [1, 0, 0]
@@ -45,8 +52,8 @@ def test_the_unlabeled_test_set(tmp_path):
     (testset / "test").mkdir(parents=True)
     write_behaviors(testset / "test" / "behaviors.parquet", [(7, 101, [9000005, 9000001], None)], labeled=False)
     write_history(testset / "test" / "history.parquet")
-    test = read_ebnerd(root, test=testset).splits["test"]
-    assert test.impression_ids == ["7"] and list(test.labels[0]) == [-1, -1]
+    test = whole(read_ebnerd(root, test=testset).splits["test"])
+    assert test.impression_ids.tolist() == ["7"] and list(test.labels[0]) == [-1, -1]
 
 
 def test_unknown_articles_are_an_error_or_skipped(tmp_path):
@@ -57,7 +64,7 @@ def test_unknown_articles_are_an_error_or_skipped(tmp_path):
     assert "article id 9999999" in error.value.message and "history.parquet: user 102" in error.value.where
     corpus = read_ebnerd(root, "skip")
     assert (
-        list(corpus.splits["train"].history[1]) == [1] and "skipped 2 unknown" in corpus.notes[0]
+        list(whole(corpus.splits["train"]).history[1]) == [1] and "skipped 2 unknown" in corpus.notes[0]
     )  # once in each split's history.parquet
 
 
@@ -75,7 +82,7 @@ def test_bad_files_are_errors_naming_file_and_column(tmp_path):
         read_ebnerd(root)
     write_behaviors(path, [(1, 999, [9000001], [9000001])])
     with pytest.raises(DataError, match=r"user 999 \(behaviors.parquet row 1, impression 1\) has no row in history"):
-        read_ebnerd(root)
+        whole(read_ebnerd(root).splits["train"])  # found as the split is read
     (root / "validation" / "history.parquet").unlink()
     write_behaviors(path, BEHAVIORS["train"])
     with pytest.raises(DataError) as error:
@@ -185,3 +192,34 @@ def test_nrms_docvec_trains_on_the_vectors_and_fast_evaluation_equals_plain(tmp_
     plain = score_split(model, split, **{**settings, "fast": False})
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_split_read_in_parts_is_stored_as_when_read_whole(tmp_path, registry, monkeypatch):
+    behaviors = {  # uneven parts of 3 rows, impression ids of growing width
+        split: [(i * 10**k, user, inview, clicked) for k, (i, user, inview, clicked) in enumerate(rows * 4)]
+        for split, rows in BEHAVIORS.items()
+    }
+    root = write_ebnerd(tmp_path / "ebnerd", behaviors=behaviors)
+    overrides = [f"dataset.path={root}", "tokenizer.min_freq=1", "device=cpu"]
+    stored = {}
+    for part_rows in (ebnerd.PART_ROWS, 3):
+        monkeypatch.setattr(ebnerd, "PART_ROWS", part_rows)
+        monkeypatch.setenv("ONCE_CACHE", str(tmp_path / f"cache{part_rows}"))
+        assert len(list(read_ebnerd(root).splits["train"].parts())) == (1 if part_rows > 8 else 3)
+        data = load_data(load_recipe("ebnerd-nrms", registry, overrides))
+        stored[part_rows] = (
+            data.users,
+            {
+                f"{name}/{path.name}": np.load(path)
+                for name in data.splits
+                for path in (data.folder / name).glob("*.npy")
+            },
+        )
+    (users, whole_split), (users_parts, parts) = stored.values()
+    assert users == users_parts == ["", "101", "102", "103"]
+    assert whole_split.keys() == parts.keys()
+    for name, array in whole_split.items():
+        np.testing.assert_array_equal(parts[name], array, err_msg=name)
+    assert parts["train/impression_ids.npy"][-1] == "2" + "0" * 7  # the widest id, its part written last
+    assert len(parts["train/history.offsets.npy"]) == len(HISTORIES) + 1  # each user's history stored once
+    assert parts["dev/user_ids.npy"].tolist() == [1, 3] * 4  # user 103 is not a training user: after them

@@ -79,3 +79,50 @@ def test_histories_shared_by_a_users_impressions_are_stored_once(tmp_path, regis
     split = load_data(resolve(registry, root)).splits["train"]
     assert split.history.rows is not None and split.history.lengths.tolist() == [2, 0, 1, 1]
     assert split.history.padded([0, 3], 2).tolist() == [[1, 3], [1, 0]]
+
+
+def test_parts_with_their_own_shared_or_no_history_tables_store_the_rows_they_hold(tmp_path):
+    """The engine's side of ImpressionParts: whatever mix of parts a reader yields, every stored row reads back
+    as the part that held it."""
+    import numpy as np
+
+    from once.data.prepare import _UserCodes, _write_split
+    from once.data.tables import ImpressionParts, Impressions, Ragged
+
+    rng = np.random.default_rng(0)
+    table = Ragged.from_rows([rng.integers(1, 50, rng.integers(0, 5)).tolist() for _ in range(4)])  # 4 users
+
+    def part(first: int, rows: int, history: str) -> Impressions:
+        users = rng.integers(0, 4, rows)
+        candidates = Ragged.from_rows([rng.integers(1, 50, rng.integers(1, 4)).tolist() for _ in range(rows)])
+        own = Ragged.from_rows([table[u].tolist() for u in users])
+        shared = Ragged(table.values, table.offsets, users)
+        separate = Ragged(table.values.copy(), table.offsets.copy(), users)
+        return Impressions(
+            [f"i{first + r}" for r in range(rows)],
+            [f"u{u}" for u in users],
+            {"own": own, "shared": shared, "separate": separate}[history],
+            candidates,
+            Ragged((candidates.values % 2).astype(np.int8), candidates.offsets),
+        )
+
+    parts = [part(0, 3, "own"), part(3, 2, "shared"), part(5, 4, "shared"), part(9, 1, "own"), part(10, 3, "separate")]
+    _write_split(tmp_path / "train", ImpressionParts(lambda: iter(parts), 13), codes := _UserCodes(), training=True)
+    users, known = codes.ordered(tmp_path, ["train"])
+    stored = {path.stem: np.load(path) for path in (tmp_path / "train").glob("*.npy")}
+    history = Ragged(stored["history.values"], stored["history.offsets"], stored["history.rows"])
+    candidates = Ragged(stored["candidates.values"], stored["candidates.offsets"])
+    assert len(stored["history.offsets"]) - 1 == 3 + 4 + 1 + 4  # own rows, the shared table once, a second table
+    row = 0
+    for held in parts:
+        for r in range(len(held)):
+            assert stored["impression_ids"][row] == held.impression_ids[r]
+            assert users[stored["user_ids"][row]] == held.user_ids[r] and known == len(users)
+            assert history[row].tolist() == held.history[r].tolist()
+            assert candidates[row].tolist() == held.candidates[r].tolist()
+            assert stored["labels.values"][candidates.offsets[row] : candidates.offsets[row + 1]].tolist() == (
+                held.labels[r].tolist()
+            )
+            assert stored["real_history"][row] == len(held.history[r])
+            row += 1
+    assert row == 13

@@ -50,23 +50,25 @@ def write_mind_files(corpus: Corpus, out: Path) -> None:
     def value(column: list[str] | None, i: int) -> str:
         return clean(column[i]) if column is not None else ""
 
-    for split, impressions in corpus.splits.items():
+    for split, source in corpus.splits.items():
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
         listed = items.in_train.copy()
         if split != "train":  # the items no training split lists, and this split's own (never an empty file)
             listed |= ~items.in_train
-            listed[impressions.candidates.values] = listed[impressions.history.values] = True
+        with (folder / "behaviors.tsv").open("w", encoding="utf8", newline="\n") as behaviors:
+            for impressions in source.parts():
+                if split != "train":
+                    listed[impressions.candidates.values] = listed[impressions.history.values] = True
+                for row, impression in enumerate(impressions.impression_ids):
+                    history = " ".join(items.ids[i] for i in impressions.history[row])
+                    shown = zip(impressions.candidates[row], impressions.labels[row], strict=True)
+                    tokens = " ".join(items.ids[i] + ("" if label == UNLABELED else f"-{label}") for i, label in shown)
+                    user = clean(impressions.user_ids[row])
+                    behaviors.write(f"{clean(str(impression))}\t{user}\t\t{history}\t{tokens}\n")
         with (folder / "news.tsv").open("w", encoding="utf8", newline="\n") as news:
             for i in np.flatnonzero(listed):
                 if i == 0:
                     continue
                 title, abstract, category, subcategory = (value(c, int(i)) for c in columns)
                 news.write(f"{clean(items.ids[i])}\t{category}\t{subcategory}\t{title}\t{abstract}\t\t[]\t[]\n")
-        with (folder / "behaviors.tsv").open("w", encoding="utf8", newline="\n") as behaviors:
-            for row, impression in enumerate(impressions.impression_ids):
-                history = " ".join(items.ids[i] for i in impressions.history[row])
-                shown = zip(impressions.candidates[row], impressions.labels[row], strict=True)
-                tokens = " ".join(items.ids[i] + ("" if label == UNLABELED else f"-{label}") for i, label in shown)
-                user = clean(impressions.user_ids[row])
-                behaviors.write(f"{clean(impression)}\t{user}\t\t{history}\t{tokens}\n")

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -19,10 +20,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from once.data.tables import Corpus, Impressions, Items, Ragged
+from once.data.appending import AppendedArray, remap_in_place
+from once.data.tables import Corpus, Items, Ragged, SplitSource
 from once.errors import DataError
 from once.files import building, cache_root, map_array, write_json
-from once.progress import tracked
+from once.progress import progress_bar, tracked
 from once.protocols import Tokenizer
 from once.recipe import ItemsSection, ResolvedRecipe, template_fields
 
@@ -180,15 +182,16 @@ def _write(
                 f"the dataset's item vector field '{field}' has shape {shape}, not (items, dim) with "
                 f"{len(items.ids)} items (the padding item included)"
             )
-    train_users = sorted(set(corpus.splits["train"].user_ids))
-    other_users = sorted({u for imps in corpus.splits.values() for u in imps.user_ids} - set(train_users))
-    users = ["", *train_users, *other_users]
+    codes = _UserCodes()
+    for name, split in corpus.splits.items():  # first, while items.in_train is all the tokenizer needs of them
+        _write_split(folder / name, split, codes, training=name == "train")
+    users, known_users = codes.ordered(folder, list(corpus.splits))
     profiles = augmentation.profiles(users)
     fit_rows = np.flatnonzero(items.in_train)
     tokenizer.fit(
         chain(
             (items.text[field][i] for field in text for i in fit_rows),
-            profiles[1 : len(train_users) + 1] if profiles else (),
+            profiles[1:known_users] if profiles else (),
         )
     )
     features: dict[str, torch.Tensor] = {}
@@ -215,9 +218,6 @@ def _write(
         texts = [profile or None for profile in profiles]  # users without a profile: all padding
         matrix = _token_matrix(texts, tokenizer, profile_tokens, "tokenizing profiles")
         save_file({"profiles": matrix}, str(folder / "users.safetensors"))
-    user_index = {u: i for i, u in enumerate(users)}
-    for name, impressions in corpus.splits.items():
-        _write_split(folder / name, impressions, user_index)
     write_json(
         folder / "meta.json",
         {
@@ -227,7 +227,7 @@ def _write(
             "category_vocab": category_vocab,
             "vector_dims": {field: int(features[field].shape[1]) for field in items_section.vectors},
             "users": users,
-            "known_users": len(train_users) + 1,
+            "known_users": known_users,
             "titles": items.text["title" if "title" in items.text else next(iter(items.text))],
             "splits": list(corpus.splits),
             "vocab_size": tokenizer.vocab_size,
@@ -358,23 +358,85 @@ def _token_matrix(texts: list[str | None], tokenizer: Tokenizer, length: int, de
     return torch.from_numpy(matrix)
 
 
-def _write_split(folder: Path, impressions: Impressions, user_index: dict[str, int]) -> None:
-    """One split as contiguous .npy arrays in `folder`, read back as memory maps (shared by every process)."""
-    arrays = {
-        "impression_ids": np.asarray(impressions.impression_ids, dtype=str),
-        "user_ids": np.fromiter(map(user_index.__getitem__, impressions.user_ids), np.int64, count=len(impressions)),
-        "history.values": impressions.history.values,
-        "history.offsets": impressions.history.offsets,
-        "candidates.values": impressions.candidates.values,
-        "candidates.offsets": impressions.candidates.offsets,
-        "labels.values": impressions.labels.values.astype(np.int8),
-        "real_history": impressions.history.lengths - (0 if impressions.synthetic is None else impressions.synthetic),
-    }
-    if impressions.history.rows is not None:  # histories shared by impressions (one per user): stored once
-        arrays["history.rows"] = impressions.history.rows
+class _UserCodes:
+    """User ids -> codes in the order they are first met, while the splits stream to disk; `ordered` then gives
+    the final order ("" first, the training users sorted, then the others sorted) and rewrites the stored codes."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.training: set[str] = set()
+
+    def of(self, user_ids: Sequence[str], training: bool) -> np.ndarray:
+        seen = set(user_ids)
+        for user in sorted(seen - self.codes.keys()):
+            self.codes[user] = len(self.codes)
+        if training:
+            self.training |= seen
+        return np.fromiter(map(self.codes.__getitem__, user_ids), np.int64, count=len(user_ids))
+
+    def ordered(self, folder: Path, splits: list[str]) -> tuple[list[str], int]:
+        """(every user, how many of them are "" and the training users), each split's user codes rewritten."""
+        users = ["", *sorted(self.training), *sorted(self.codes.keys() - self.training)]
+        index = {user: i for i, user in enumerate(users)}
+        final = np.zeros(len(self.codes), np.int64)
+        for user, code in self.codes.items():
+            final[code] = index[user]
+        for name in splits:
+            remap_in_place(folder / name / "user_ids.npy", final)
+        return users, len(self.training) + 1
+
+
+def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: bool) -> None:
+    """One split as contiguous .npy arrays in `folder`, appended part by part (a streamed split never lies whole
+    in memory), read back as memory maps (shared by every process). A history table that consecutive parts share
+    (one row per user) is stored once, with a row map."""
     folder.mkdir()
-    for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    arrays = {
+        name: AppendedArray(folder / f"{name}.npy", dtype)
+        for name, dtype in (
+            ("impression_ids", str),
+            ("user_ids", np.int64),
+            ("history.values", np.int32),
+            ("history.offsets", np.int64),
+            ("candidates.values", np.int32),
+            ("candidates.offsets", np.int64),
+            ("labels.values", np.int8),
+            ("real_history", np.int64),
+        )
+    }
+    arrays["history.offsets"].append(np.zeros(1, np.int64))
+    arrays["candidates.offsets"].append(np.zeros(1, np.int64))
+    row_map: AppendedArray | None = None  # history.rows, from the first part whose history has a row map
+    table: tuple[np.ndarray, np.ndarray] | None = None  # the history table stored last (values, offsets)
+    written = base = stored = history_values = candidate_values = 0  # impressions, history rows and values...
+    with progress_bar() as progress:
+        task = progress.add_task(f"writing {folder.name}", total=len(split))
+        for part in split.parts():
+            history = part.history
+            reused = history.rows is not None and table is not None
+            if not (reused and table[0] is history.values and table[1] is history.offsets):
+                arrays["history.values"].append(history.values)
+                arrays["history.offsets"].append(history.offsets[1:] - history.offsets[0] + history_values)
+                history_values += int(history.offsets[-1] - history.offsets[0])
+                base, stored = stored, stored + len(history.offsets) - 1
+                table = (history.values, history.offsets)
+            if history.rows is not None and row_map is None:  # the parts before had one stored row per impression
+                row_map = AppendedArray(folder / "history.rows.npy", np.int64)
+                row_map.append(np.arange(written))
+            if row_map is not None:
+                row_map.append(history.rows + base if history.rows is not None else np.arange(base, stored))
+            written += len(part)
+            arrays["impression_ids"].append(np.asarray(part.impression_ids, dtype=str))
+            arrays["user_ids"].append(users.of(part.user_ids, training))
+            candidates = part.candidates
+            arrays["candidates.values"].append(candidates.values)
+            arrays["candidates.offsets"].append(candidates.offsets[1:] - candidates.offsets[0] + candidate_values)
+            candidate_values += int(candidates.offsets[-1] - candidates.offsets[0])
+            arrays["labels.values"].append(part.labels.values)
+            arrays["real_history"].append(history.lengths - (0 if part.synthetic is None else part.synthetic))
+            progress.advance(task, len(part))
+    for array in (*arrays.values(), *([row_map] if row_map else [])):
+        array.close()
 
 
 def _read(folder: Path, key: str) -> PreparedData:

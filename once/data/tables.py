@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,11 +106,39 @@ class Impressions:
     def __len__(self) -> int:
         return len(self.impression_ids)
 
+    def parts(self) -> Iterator[Impressions]:
+        """The split as consecutive parts: an in-memory split is one part (see `ImpressionParts`)."""
+        yield self
+
+
+@dataclass
+class ImpressionParts:
+    """A split read part by part, for splits too large to hold (EB-NeRD-large's test set: 13.5 million
+    impressions): `parts()` reads the files again each time it is called and yields `Impressions` of consecutive
+    rows, so memory holds one part. The engine writes the parts to its cache as they come; export and GENRE read
+    them again the same way.
+
+    Consecutive parts may share one stored history table (their `history.values` and `history.offsets` the same
+    arrays, `history.rows` indexing it: one row per user): it is stored once.
+    """
+
+    read: Callable[[], Iterator[Impressions]]
+    rows: int  # impressions in all parts (progress bars)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def parts(self) -> Iterator[Impressions]:
+        return self.read()
+
+
+SplitSource = Impressions | ImpressionParts  # what a dataset gives per split: both have `parts()` and a length
+
 
 @dataclass
 class Corpus:
     """A dataset as read from disk."""
 
     items: Items
-    splits: dict[str, Impressions]
+    splits: dict[str, SplitSource]
     notes: list[str] = field(default_factory=list)  # warnings worth showing the user (e.g. skipped ids)

@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from once.data.tables import Corpus, Impressions, Ragged
+from once.data.tables import Corpus, ImpressionParts, Impressions, Ragged, SplitSource
 from once.errors import DataError
 from once.files import file_stamp
 from once.genre.store import RecordStore
@@ -47,9 +50,7 @@ class GenreAnswers:
         prints = []
         for path in self.files():
             if not path.is_file():
-                raise DataError(
-                    "GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import."
-                )
+                raise DataError("GENRE answer file not found", where=str(path), hint="Run `once genre ...` or import.")
             prints.append(f"{path.name}:{file_stamp(path)}")
         return prints
 
@@ -90,7 +91,7 @@ def _text(value) -> str:
 
 def _add_generated(corpus: Corpus, paths: list[Path], cold_history: int) -> None:
     items = corpus.items
-    users = {u for impressions in corpus.splits.values() for u in impressions.user_ids}
+    users = {u for split in corpus.splits.values() for part in split.parts() for u in part.user_ids}
     by_user: dict[str, list[int]] = {}
     for path in paths:
         for key, value in sorted(RecordStore(path).values().items()):
@@ -108,11 +109,18 @@ def _add_generated(corpus: Corpus, paths: list[Path], cold_history: int) -> None
     items.in_train = np.concatenate([items.in_train, np.ones(added, dtype=bool)])
     for field, vectors in items.vectors.items():  # a generated item has no pretrained vector: zeros, as a missing one
         items.vectors[field] = np.concatenate([vectors, np.zeros((added, vectors.shape[1]), vectors.dtype)])
-    for name, impressions in corpus.splits.items():
-        corpus.splits[name] = _append_to_cold(impressions, by_user, cold_history)
+    for name, split in corpus.splits.items():  # applied as each part is read: a streamed split stays streamed
+        corpus.splits[name] = ImpressionParts(partial(_cold_appended, split, by_user, cold_history), len(split))
+
+
+def _cold_appended(split: SplitSource, by_user: dict[str, list[int]], cold_history: int) -> Iterator[Impressions]:
+    for part in split.parts():
+        yield _append_to_cold(part, by_user, cold_history)
 
 
 def _append_to_cold(impressions: Impressions, by_user: dict[str, list[int]], cold_history: int) -> Impressions:
+    """The impressions with each cold user's generated items after their history (a new object: the part may be
+    read again)."""
     rows, added = [], np.zeros(len(impressions), dtype=np.int64)
     lengths = impressions.history.lengths
     for row, user in enumerate(impressions.user_ids):
@@ -122,6 +130,4 @@ def _append_to_cold(impressions: Impressions, by_user: dict[str, list[int]], col
         added[row] = len(extra)
     if not added.any():
         return impressions
-    impressions.history = Ragged.from_rows(rows)
-    impressions.synthetic = added
-    return impressions
+    return dataclasses.replace(impressions, history=Ragged.from_rows(rows), synthetic=added)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from once.api import SPLITS, Corpus, DataError, Impressions, Items, Ragged, file_stamp
+from once.api import SPLITS, Corpus, DataError, ImpressionParts, Impressions, Items, Ragged, file_stamp
 from once_plugins.datasets.parts import EbnerdOptions
 
 FOLDERS = {"train": "train", "validation": "dev", "test": "test"}  # EB-NeRD's split folders -> ONCE's splits
@@ -35,6 +36,7 @@ ARTICLE_COLUMNS = ("article_id", "title", "subtitle", "body", "category_str", "s
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "article_ids_inview")
 CLICKED = "article_ids_clicked"
 HISTORY_COLUMNS = ("user_id", "article_id_fixed")
+PART_ROWS = 1 << 18  # behaviour rows read, indexed and handed to the engine at a time
 # what pyarrow raises on a damaged file: its own errors, and Python's when damaged bytes reach a conversion
 DAMAGED = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError, IndexError, OverflowError)
 
@@ -52,8 +54,9 @@ def split_folders(root: Path) -> dict[str, Path]:
     return {split: found[split] for split in SPLITS if split in found}
 
 
-def read_table(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> pa.Table:
-    """The columns of a Parquet file; a missing file or column, or a file that is not Parquet, is an error naming it."""
+def columns_of(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[str]:
+    """`columns` and those of `optional` the file has; a missing file or column, or a file that is not Parquet, is
+    an error naming it."""
     if not path.is_file():
         raise DataError("file not found", where=str(path), hint="EB-NeRD's folders hold these files as downloaded.")
     try:
@@ -65,10 +68,35 @@ def read_table(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] =
         raise DataError(
             f"column(s) {', '.join(missing)} missing (the file has {', '.join(schema.names)})", where=str(path)
         )
+    return [*columns, *(c for c in optional if c in schema.names)]
+
+
+def read_table(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> pa.Table:
+    """The columns of a Parquet file (see `columns_of`)."""
+    names = columns_of(path, columns, optional)
     try:
-        return pq.read_table(path, columns=[*columns, *(c for c in optional if c in schema.names)])
+        return pq.read_table(path, columns=names)
     except DAMAGED as error:
         raise DataError(f"cannot read the Parquet file ({error})", where=str(path)) from None
+
+
+def read_parts(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, table) of consecutive PART_ROWS-row parts of a Parquet file's columns (checked by `columns_of`),
+    read a row group at a time: memory holds one part."""
+    first = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PART_ROWS, columns=columns):
+            yield first, pa.Table.from_batches([batch])
+            first += batch.num_rows
+    except DAMAGED as error:
+        raise DataError(f"cannot read the Parquet file ({error})", where=str(path)) from None
+
+
+def row_count(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except DAMAGED as error:
+        raise DataError(f"not a readable Parquet file ({error})", where=str(path)) from None
 
 
 @contextmanager
@@ -182,8 +210,8 @@ class Reader:
             self.skipped += int((~known).sum())
         return (*kept(found, offsets, known), known)
 
-    def histories(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(users sorted, item indices, offsets) of a split's history.parquet."""
+    def histories(self, path: Path) -> tuple[np.ndarray, Ragged]:
+        """(users sorted, their histories as item indices) of a split's history.parquet."""
         table = read_table(path, HISTORY_COLUMNS)
         with decoding(path):
             users = integers(table, "user_id", path)
@@ -194,12 +222,28 @@ class Reader:
         values = values[gathered + np.arange(int(lengths.sum()))] if len(values) else values
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         items, offsets, _ = self.index(values, offsets, lambda row: f"{path}: user {int(users[row])}")
-        return users, items, offsets
+        return users, Ragged(items.astype(np.int32), offsets)
 
-    def behaviors(self, folder: Path) -> Impressions:
+    def survey(self, path: Path, listed: np.ndarray | None) -> int:
+        """Check a behaviors.parquet's in-view ids against the article table before anything is written (an unknown
+        one is an error, or counted as skipped) and mark those of the training split in `listed`; its row count."""
+        columns_of(path, BEHAVIOR_COLUMNS)
+        for first, table in read_parts(path, ["article_ids_inview"]):
+            with decoding(path):
+                inview, offsets = id_lists(table, "article_ids_inview", path)
+            found, _, _ = self.index(inview, offsets, lambda row, first=first: f"{path}: row {first + row + 1}")
+            if listed is not None:
+                listed[found] = True
+        return row_count(path)
+
+    def parts(self, folder: Path, users_sorted: np.ndarray, history: Ragged) -> Iterator[Impressions]:
+        """A split's impressions, PART_ROWS behaviour rows at a time; every part indexes the same history table."""
         path = folder / "behaviors.parquet"
-        table = read_table(path, BEHAVIOR_COLUMNS, optional=(CLICKED,))
-        users_sorted, history_items, history_offsets = self.histories(folder / "history.parquet")
+        columns = columns_of(path, BEHAVIOR_COLUMNS, optional=(CLICKED,))
+        for first, table in read_parts(path, columns):
+            yield self.part(path, first, table, users_sorted, history)
+
+    def part(self, path: Path, first: int, table: pa.Table, users_sorted: np.ndarray, history: Ragged) -> Impressions:
         labeled = CLICKED in table.column_names
         with decoding(path):
             impression_ids = integers(table, "impression_id", path)
@@ -209,7 +253,7 @@ class Reader:
                 clicked, clicked_offsets = id_lists(table, CLICKED, path)
 
         def where(row: int) -> str:
-            return f"{path}: row {row + 1} (impression {impression_ids[row]})"
+            return f"{path}: row {first + row + 1} (impression {impression_ids[row]})"
 
         empty = np.flatnonzero(np.diff(inview_offsets) == 0)
         if len(empty):
@@ -219,23 +263,24 @@ class Reader:
         if len(missing):
             row = int(missing[0])
             raise DataError(
-                f"user {int(users[row])} (behaviors.parquet row {row + 1}, impression {impression_ids[row]}) has no "
-                "row in history.parquet",
-                where=str(folder / "history.parquet"),
+                f"user {int(users[row])} (behaviors.parquet row {first + row + 1}, impression "
+                f"{impression_ids[row]}) has no row in history.parquet",
+                where=str(path.with_name("history.parquet")),
             )
         if labeled:  # a candidate is clicked when (row, article) is among the row's clicked pairs
             shown = rows_of(inview_offsets) * 2**32 + (inview & 0xFFFFFFFF)
-            chosen = rows_of(clicked_offsets) * 2**32 + (clicked & 0xFFFFFFFF)
-            chosen = np.sort(chosen)
+            chosen = np.sort(rows_of(clicked_offsets) * 2**32 + (clicked & 0xFFFFFFFF))
             near = np.minimum(np.searchsorted(chosen, shown), max(len(chosen) - 1, 0))
             labels = (chosen[near] == shown).astype(np.int8) if len(chosen) else np.zeros(len(shown), np.int8)
         else:
             labels = np.full(len(inview), -1, np.int8)
-        candidates, candidate_offsets, known = self.index(inview, inview_offsets, where)
+        found = self.indexer(inview)  # the survey checked the ids: an unknown one is skipped
+        known = found != 0
+        candidates, candidate_offsets = kept(found.astype(np.int32), inview_offsets, known)
         return Impressions(
-            [str(i) for i in impression_ids],
+            impression_ids.astype(str),
             [str(u) for u in users],
-            Ragged(history_items, history_offsets, owner.astype(np.int64)),  # each user's history stored once
+            Ragged(history.values, history.offsets, owner),  # each user's history stored once
             Ragged(candidates, candidate_offsets),
             Ragged(labels[known], candidate_offsets),
         )
@@ -299,9 +344,14 @@ def read_ebnerd(
             articles = test / "articles.parquet"
     items, indexer = read_articles(articles)
     reader = Reader(indexer, unknown_items)
-    splits = {split: reader.behaviors(folder) for split, folder in folders.items()}
-    train = splits["train"]
-    items.in_train[train.candidates.values] = items.in_train[train.history.values] = True
+    splits = {}
+    for split, folder in folders.items():
+        users, history = reader.histories(folder / "history.parquet")
+        listed = items.in_train if split == "train" else None
+        rows = reader.survey(folder / "behaviors.parquet", listed)
+        if listed is not None:
+            listed[history.values] = True
+        splits[split] = ImpressionParts(partial(reader.parts, folder, users, history), rows)
     items.in_train[0] = False
     notes = [f"skipped {reader.skipped} unknown article id(s) (unknown_items: skip)"] if reader.skipped else []
     for name, path in (embeddings or {}).items():

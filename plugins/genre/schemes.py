@@ -137,16 +137,16 @@ def user_histories(corpus: Corpus) -> dict[str, np.ndarray]:
     split that has the user: later splits' histories hold earlier splits' answers."""
     histories: dict[str, np.ndarray] = {}
     for split in SPLITS:
-        impressions = corpus.splits.get(split)
-        if impressions is None:
+        if split not in corpus.splits:
             continue
         seen_here: dict[str, np.ndarray] = {}
-        for row, user in enumerate(impressions.user_ids):
-            if user in histories:
-                continue
-            history = impressions.history[row]
-            if user not in seen_here or len(history) > len(seen_here[user]):
-                seen_here[user] = history
+        for part in corpus.splits[split].parts():
+            for row, user in enumerate(part.user_ids):
+                if user in histories:
+                    continue
+                history = part.history[row]
+                if user not in seen_here or len(history) > len(seen_here[user]):
+                    seen_here[user] = history
         histories.update(seen_here)
     return histories
 
