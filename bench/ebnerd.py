@@ -1,12 +1,13 @@
 """Reading and tokenizing EB-NeRD: behaviour rows/s and peak memory on a synthetic corpus in EB-NeRD's schema.
 
-    python bench/ebnerd.py [--rows 1000000 2000000] [--write docs/benchmarks.md]
+    python bench/ebnerd.py [--rows 1000000 2000000] [--users 200000] [--write docs/benchmarks.md]
 
 The corpus is written with pyarrow in the official Arrow types (tests/ebnerd_files.py's schema) at a stated
 size: `--rows` behaviour rows per split (train and validation), 10 in-view articles and one click per row,
-125,000 articles, one user per 5 rows with a fixed history of 40 articles. Each measurement runs in its own
-process (peak RSS is the process's): reading the files into ONCE's corpus (`read_ebnerd`), then preparing it
-(`once.data.prepare`: the reader, the words tokenizer over the titles, the split arrays written to the cache).
+125,000 articles, `--users` users (default: one per 5 rows) each with a fixed history of 40 articles. Each
+measurement runs in its own process (peak RSS is the process's): reading the files into ONCE's corpus
+(`read_ebnerd`, every part of every split), then preparing it (`once.data.prepare`: the reader, the words
+tokenizer over the titles, the split arrays appended to the cache part by part).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def lists(values: np.ndarray, width: int):
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32)))
 
 
-def write_corpus(root: Path, rows: int, seed: int = 0) -> None:
+def write_corpus(root: Path, rows: int, users: int, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -71,7 +72,6 @@ def write_corpus(root: Path, rows: int, seed: int = 0) -> None:
         ),
         root / "articles.parquet",
     )
-    users = rows // ROWS_PER_USER
     for split in ("train", "validation"):
         (root / split).mkdir(parents=True)
         inview = rng.choice(ids, rows * INVIEW)
@@ -102,8 +102,10 @@ def write_corpus(root: Path, rows: int, seed: int = 0) -> None:
 def measure(root: Path, step: str, cache: Path) -> dict:
     """Run one step in a fresh process: its seconds and peak RSS."""
     code = f"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from goodreads import peak_mb
 root, step = Path({str(root)!r}), {step!r}
 from once.assembly import load_data
 from once.recipe import load_recipe
@@ -111,14 +113,13 @@ from once_plugins.datasets.ebnerd import read_ebnerd
 began = time.perf_counter()  # after the imports: the work alone
 if step == "read":
     corpus = read_ebnerd(root, "skip")
-    rows = sum(len(s) for s in corpus.splits.values())
+    rows = sum(len(part) for split in corpus.splits.values() for part in split.parts())
 else:
     resolved = load_recipe("ebnerd-nrms", None, [f"dataset.path={{root}}", "device=cpu"])
     data = load_data(resolved)
     rows = sum(len(s) for s in data.splits.values())
 seconds = time.perf_counter() - began
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"rows": rows, "seconds": seconds, "peak_mb": peak}}))
+print(json.dumps({{"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}}))  # VmHWM: not the parent's peak
 """
     env = {**os.environ, "ONCE_CACHE": str(cache)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -130,6 +131,7 @@ print(json.dumps({{"rows": rows, "seconds": seconds, "peak_mb": peak}}))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 2_000_000])
+    parser.add_argument("--users", type=int, help="users in the corpus (default: one per 5 behaviour rows)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -138,28 +140,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             root, cache = Path(folder) / "ebnerd", Path(folder) / "cache"
             root.mkdir()
-            write_corpus(root, rows)
+            users = args.users or rows // ROWS_PER_USER
+            write_corpus(root, rows, users)
             size = sum(p.stat().st_size for p in root.rglob("*.parquet")) / 2**20
             for step in ("read", "prepare"):
                 result = measure(root, step, cache)
-                results.append((rows, step, size, result))
+                results.append((users, step, size, result))
                 print(rows, step, result, file=sys.stderr, flush=True)
     lines = [
         f"Synthetic EB-NeRD (official Arrow schema): per split (train, validation) the stated behaviour rows with "
-        f"{INVIEW} in-view articles and one click each, {ARTICLES:,} articles, one user per {ROWS_PER_USER} rows "
-        f"with a {HISTORY}-article history; one process per step, 2 cores.",
+        f"{INVIEW} in-view articles and one click each, {ARTICLES:,} articles, users with a {HISTORY}-article "
+        "history; one process per step, 2 cores.",
         "",
-        "| behaviour rows (both splits) | Parquet MB | step | seconds | rows/s | peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        "| behaviour rows (both splits) | users | Parquet MB | step | seconds | rows/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for _, step, size, r in results:
+    for users, step, size, r in results:
         lines.append(
-            f"| {r['rows']:,} | {size:.0f} | {step} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} "
-            f"| {r['peak_mb']:,.0f} |"
+            f"| {r['rows']:,} | {users:,} | {size:.0f} | {step} | {r['seconds']:.1f} | "
+            f"{r['rows'] / r['seconds']:,.0f} | {r['peak_mb']:,.0f} |"
         )
     lines += [
         "",
-        f"Command: `python bench/ebnerd.py --rows {' '.join(map(str, args.rows))}` "
+        f"Command: `python bench/ebnerd.py --rows {' '.join(map(str, args.rows))}"
+        f"{f' --users {args.users}' if args.users else ''}` "
         f"({(time.perf_counter() - started) / 60:.1f} min)",
     ]
     report = "\n".join(lines)

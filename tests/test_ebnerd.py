@@ -16,6 +16,7 @@ from once.assembly import load_data
 from once.checkpoint import load_model
 from once.cli import run as cli
 from once.data.prepare import new_item_features
+from once.data.tables import Ragged
 from once.errors import DataError, RecipeError
 from once.evaluate import evaluation_settings, score_split
 from once.model import build_recommender
@@ -199,7 +200,8 @@ def test_a_split_read_in_parts_is_stored_as_when_read_whole(tmp_path, registry, 
         split: [(i * 10**k, user, inview, clicked) for k, (i, user, inview, clicked) in enumerate(rows * 4)]
         for split, rows in BEHAVIORS.items()
     }
-    root = write_ebnerd(tmp_path / "ebnerd", behaviors=behaviors)
+    unsorted = dict(reversed(HISTORIES.items()))  # history.parquet's users in any order
+    root = write_ebnerd(tmp_path / "ebnerd", behaviors=behaviors, histories=unsorted)
     overrides = [f"dataset.path={root}", "tokenizer.min_freq=1", "device=cpu"]
     stored = {}
     for part_rows in (ebnerd.PART_ROWS, 3):
@@ -222,4 +224,8 @@ def test_a_split_read_in_parts_is_stored_as_when_read_whole(tmp_path, registry, 
         np.testing.assert_array_equal(parts[name], array, err_msg=name)
     assert parts["train/impression_ids.npy"][-1] == "2" + "0" * 7  # the widest id, its part written last
     assert len(parts["train/history.offsets.npy"]) == len(HISTORIES) + 1  # each user's history stored once
+    history = Ragged(
+        parts["train/history.values.npy"], parts["train/history.offsets.npy"], parts["train/history.rows.npy"]
+    )
+    assert [history[row].tolist() for row in range(2)] == [[2, 4], [1]]  # users 101 and 102, as HISTORIES has them
     assert parts["dev/user_ids.npy"].tolist() == [1, 3] * 4  # user 103 is not a training user: after them

@@ -78,9 +78,14 @@ def header(dtype: np.dtype, rows: int) -> bytes:
 
 
 def remap_in_place(path: Path, mapping: np.ndarray) -> None:
-    """Replace every value v of an integer `.npy` file by mapping[v], a chunk at a time."""
-    array = np.load(path, mmap_mode="r+")
-    for start in range(0, len(array), CHUNK):
-        array[start : start + CHUNK] = mapping[array[start : start + CHUNK]]
-    array.flush()
-    del array
+    """Replace every value v of an integer `.npy` file by mapping[v], a chunk at a time through reads and writes
+    (a memory map would keep the touched pages in the process's resident memory)."""
+    with open(path, "r+b") as file:
+        np.lib.format.read_magic(file)  # version 1.0: AppendedArray wrote it
+        shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        start = file.tell()
+        for first in range(0, shape[0], CHUNK):
+            file.seek(start + first * dtype.itemsize)
+            values = np.fromfile(file, dtype, min(CHUNK, shape[0] - first))
+            file.seek(start + first * dtype.itemsize)
+            mapping[values].astype(dtype, copy=False).tofile(file)
