@@ -94,7 +94,8 @@ def test_parts_with_their_own_shared_or_no_history_tables_store_the_rows_they_ho
 
     def part(first: int, rows: int, history: str) -> Impressions:
         users = rng.integers(0, 4, rows)
-        candidates = Ragged.from_rows([rng.integers(1, 50, rng.integers(1, 4)).tolist() for _ in range(rows)])
+        listed = Ragged.from_rows([[7, 8], *(rng.integers(1, 50, rng.integers(1, 4)).tolist() for _ in range(rows))])
+        candidates = Ragged(listed.values, listed.offsets[1:])  # a view past a first row: offsets from 2, not 0
         own = Ragged.from_rows([table[u].tolist() for u in users])
         shared = Ragged(table.values, table.offsets, users)
         separate = Ragged(table.values.copy(), table.offsets.copy(), users)

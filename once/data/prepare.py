@@ -415,9 +415,10 @@ def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: 
             history = part.history
             reused = history.rows is not None and table is not None
             if not (reused and table[0] is history.values and table[1] is history.offsets):
-                arrays["history.values"].append(history.values)
-                arrays["history.offsets"].append(history.offsets[1:] - history.offsets[0] + history_values)
-                history_values += int(history.offsets[-1] - history.offsets[0])
+                first, last = int(history.offsets[0]), int(history.offsets[-1])
+                arrays["history.values"].append(history.values[first:last])
+                arrays["history.offsets"].append(history.offsets[1:] - first + history_values)
+                history_values += last - first
                 base, stored = stored, stored + len(history.offsets) - 1
                 table = (history.values, history.offsets)
             if history.rows is not None and row_map is None:  # the parts before had one stored row per impression
@@ -428,11 +429,11 @@ def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: 
             written += len(part)
             arrays["impression_ids"].append(np.asarray(part.impression_ids, dtype=str))
             arrays["user_ids"].append(users.of(part.user_ids, training))
-            candidates = part.candidates
-            arrays["candidates.values"].append(candidates.values)
-            arrays["candidates.offsets"].append(candidates.offsets[1:] - candidates.offsets[0] + candidate_values)
-            candidate_values += int(candidates.offsets[-1] - candidates.offsets[0])
-            arrays["labels.values"].append(part.labels.values)
+            first, last = int(part.candidates.offsets[0]), int(part.candidates.offsets[-1])
+            arrays["candidates.values"].append(part.candidates.values[first:last])
+            arrays["candidates.offsets"].append(part.candidates.offsets[1:] - first + candidate_values)
+            candidate_values += last - first
+            arrays["labels.values"].append(part.labels.values[first:last])
             arrays["real_history"].append(history.lengths - (0 if part.synthetic is None else part.synthetic))
             progress.advance(task, len(part))
     for array in (*arrays.values(), *([row_map] if row_map else [])):
