@@ -21,7 +21,7 @@ LAYERS: list[dict[str, set[str]]] = [
     },
     {"configuration": {"once.registry", "once.recipe", "once.describe"}},
     {
-        "data": {"once.data", "once.data.prepare", "once.data.sampling", "once.data.export"},
+        "data": {"once.data", "once.data.appending", "once.data.prepare", "once.data.sampling", "once.data.export"},
         "genre": {
             "once.genre", "once.genre.store", "once.genre.backends", "once.genre.runner", "once.genre.merge",
             "once.genre.command", "once.genre.paper_logs",
