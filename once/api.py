@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         ConvTextEncoder,
         Dropout,
         MultiHeadSelfAttention,
+        convolve_words,
         masked_softmax,
         word_embedding,
     )
@@ -74,6 +75,7 @@ LAZY = {
         (
             "AdditiveAttention",
             "ConvTextEncoder",
+            "convolve_words",
             "Dropout",
             "MultiHeadSelfAttention",
             "masked_softmax",
@@ -133,6 +135,7 @@ __all__ = [
     "UserEncoder",
     "auc",
     "building",
+    "convolve_words",
     "cache_root",
     "file_stamp",
     "head_items",

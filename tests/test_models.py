@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from once.api import BuildContext, Pairs, RecipeError
-from once.nn import Dropout, MultiHeadSelfAttention, masked_softmax
+from once.nn import Dropout, MultiHeadSelfAttention, convolve_words, masked_softmax
 from once.registry import load_registry
 
 REGISTRY = load_registry()
@@ -73,6 +73,20 @@ def test_dropout_zeroes_a_share_p_and_scales_the_rest():
     assert torch.equal(gradient, kept / 0.8)
     assert dropout.eval()(x) is x and Dropout(0.0).train()(x) is x
     assert dropout.train()(x.detach().bfloat16()).dtype == torch.bfloat16  # bf16 autocast's activations stay bf16
+
+
+@pytest.mark.parametrize("window", [1, 3, 5])
+def test_convolving_words_as_one_matrix_product_is_nn_conv1d(window):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 4, window, padding=window // 2)
+    words = torch.randn(3, 7, 6, requires_grad=True)
+    reference = conv(words.transpose(1, 2)).transpose(1, 2)
+    ours = convolve_words(conv, words)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(ours)
+    expected = torch.autograd.grad(reference, (words, conv.weight, conv.bias), grad)
+    for a, b in zip(torch.autograd.grad(ours, (words, conv.weight, conv.bias), grad), expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from once.api import Dropout, RecipeError, masked_softmax, word_embedding
+from once.api import Dropout, RecipeError, convolve_words, masked_softmax, word_embedding
 from once_plugins.news.parts import NpaItemOptions, NpaUserOptions
 
 
@@ -66,7 +66,7 @@ class NpaItemEncoder(nn.Module):
         tokens = features[self.field]  # (n, tokens)
         mask = tokens != 0
         words = self.dropout(self.embedding(tokens)) * mask.unsqueeze(-1)  # padding: zeros, like the border
-        context = self.dropout(torch.relu(self.conv(words.transpose(1, 2))).transpose(1, 2))  # (n, tokens, filters)
+        context = self.dropout(torch.relu(convolve_words(self.conv, words)))  # (n, tokens, filters)
         return self.attention(context, mask, self.query(features["user"]))
 
 
