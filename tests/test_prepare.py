@@ -108,7 +108,8 @@ def test_parts_with_their_own_shared_or_no_history_tables_store_the_rows_they_ho
         )
 
     parts = [part(0, 3, "own"), part(3, 2, "shared"), part(5, 4, "shared"), part(9, 1, "own"), part(10, 3, "separate")]
-    _write_split(tmp_path / "train", ImpressionParts(lambda: iter(parts), 13), codes := _UserCodes(), training=True)
+    parts.append(part(13, 2, "shared"))  # the first shared table again, after other tables
+    _write_split(tmp_path / "train", ImpressionParts(lambda: iter(parts), 15), codes := _UserCodes(), training=True)
     users, known = codes.ordered(tmp_path, ["train"])
     stored = {path.stem: np.load(path) for path in (tmp_path / "train").glob("*.npy")}
     history = Ragged(stored["history.values"], stored["history.offsets"], stored["history.rows"])
@@ -126,4 +127,4 @@ def test_parts_with_their_own_shared_or_no_history_tables_store_the_rows_they_ho
             )
             assert stored["real_history"][row] == len(held.history[r])
             row += 1
-    assert row == 13
+    assert row == 15

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 HEADER = 128  # bytes kept for the .npy header: magic, version, length, the dict padded with spaces, a newline
-CHUNK = 1 << 22  # rows per read-modify-write when a finished file is rewritten
+CHUNK_BYTES = 1 << 25  # what a rewrite of a finished file holds at once
 
 
 class AppendedArray:
@@ -40,9 +40,13 @@ class AppendedArray:
         self.segments.append((values.dtype, len(values)))
         values.tofile(self.file)
 
+    def abandon(self) -> None:
+        """Close the file without finishing it (the folder it is in is being thrown away)."""
+        self.file.close()
+
     def close(self) -> None:
         filled = [dtype for dtype, rows in self.segments if rows]
-        widest = max(filled, key=lambda d: d.itemsize, default=self.dtype)
+        widest = max(filled, key=lambda d: d.itemsize, default=np.dtype("U1"))
         dtype = widest if self.strings else self.dtype
         if any(d != dtype for d, rows in self.segments if rows):
             self._widen(dtype)
@@ -59,8 +63,9 @@ class AppendedArray:
             offset = HEADER
             for part_dtype, rows in self.segments:
                 part = np.memmap(self.path, part_dtype, "r", offset, (rows,)) if rows else np.empty(0, part_dtype)
-                for start in range(0, rows, CHUNK):
-                    part[start : start + CHUNK].astype(dtype).tofile(out)
+                chunk = max(1, CHUNK_BYTES // dtype.itemsize)
+                for start in range(0, rows, chunk):
+                    part[start : start + chunk].astype(dtype).tofile(out)
                 offset += rows * part_dtype.itemsize
                 del part
         self.file.close()
@@ -83,9 +88,9 @@ def remap_in_place(path: Path, mapping: np.ndarray) -> None:
     with open(path, "r+b") as file:
         np.lib.format.read_magic(file)  # version 1.0: AppendedArray wrote it
         shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-        start = file.tell()
-        for first in range(0, shape[0], CHUNK):
+        start, chunk = file.tell(), CHUNK_BYTES // dtype.itemsize
+        for first in range(0, shape[0], chunk):
             file.seek(start + first * dtype.itemsize)
-            values = np.fromfile(file, dtype, min(CHUNK, shape[0] - first))
+            values = np.fromfile(file, dtype, min(chunk, shape[0] - first))
             file.seek(start + first * dtype.itemsize)
             mapping[values].astype(dtype, copy=False).tofile(file)

@@ -183,7 +183,7 @@ def _write(
                 f"{len(items.ids)} items (the padding item included)"
             )
     codes = _UserCodes()
-    for name, split in corpus.splits.items():  # first, while items.in_train is all the tokenizer needs of them
+    for name, split in corpus.splits.items():  # first: the user list (and GENRE's profiles) come from them
         _write_split(folder / name, split, codes, training=name == "train")
     users, known_users = codes.ordered(folder, list(corpus.splits))
     profiles = augmentation.profiles(users)
@@ -388,8 +388,8 @@ class _UserCodes:
 
 def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: bool) -> None:
     """One split as contiguous .npy arrays in `folder`, appended part by part (a streamed split never lies whole
-    in memory), read back as memory maps (shared by every process). A history table that consecutive parts share
-    (one row per user) is stored once, with a row map."""
+    in memory), read back as memory maps (shared by every process). A history table that parts share (the same
+    arrays, with a row map: one row per user) is stored once, however other parts come between them."""
     folder.mkdir()
     arrays = {
         name: AppendedArray(folder / f"{name}.npy", dtype)
@@ -407,35 +407,45 @@ def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: 
     arrays["history.offsets"].append(np.zeros(1, np.int64))
     arrays["candidates.offsets"].append(np.zeros(1, np.int64))
     row_map: AppendedArray | None = None  # history.rows, from the first part whose history has a row map
-    table: tuple[np.ndarray, np.ndarray] | None = None  # the history table stored last (values, offsets)
-    written = base = stored = history_values = candidate_values = 0  # impressions, history rows and values...
-    with progress_bar() as progress:
-        task = progress.add_task(f"writing {folder.name}", total=len(split))
-        for part in split.parts():
-            history = part.history
-            reused = history.rows is not None and table is not None
-            if not (reused and table[0] is history.values and table[1] is history.offsets):
-                first, last = int(history.offsets[0]), int(history.offsets[-1])
-                arrays["history.values"].append(history.values[first:last])
-                arrays["history.offsets"].append(history.offsets[1:] - first + history_values)
-                history_values += last - first
-                base, stored = stored, stored + len(history.offsets) - 1
-                table = (history.values, history.offsets)
-            if history.rows is not None and row_map is None:  # the parts before had one stored row per impression
-                row_map = AppendedArray(folder / "history.rows.npy", np.int64)
-                row_map.append(np.arange(written))
-            if row_map is not None:
-                row_map.append(history.rows + base if history.rows is not None else np.arange(base, stored))
-            written += len(part)
-            arrays["impression_ids"].append(np.asarray(part.impression_ids, dtype=str))
-            arrays["user_ids"].append(users.of(part.user_ids, training))
-            first, last = int(part.candidates.offsets[0]), int(part.candidates.offsets[-1])
-            arrays["candidates.values"].append(part.candidates.values[first:last])
-            arrays["candidates.offsets"].append(part.candidates.offsets[1:] - first + candidate_values)
-            candidate_values += last - first
-            arrays["labels.values"].append(part.labels.values[first:last])
-            arrays["real_history"].append(history.lengths - (0 if part.synthetic is None else part.synthetic))
-            progress.advance(task, len(part))
+    tables: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}  # id of a stored table's values -> it, its first row
+    written = stored = history_values = candidate_values = 0  # impressions, history rows and values, candidates
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task(f"writing {folder.name}", total=len(split))
+            for part in split.parts():
+                history = part.history
+                values, offsets = history.values, history.offsets.astype(np.int64, copy=False)
+                known = tables.get(id(values)) if history.rows is not None else None
+                if known is not None and known[1] is history.offsets:  # a table an earlier part stored
+                    base = known[2]
+                else:
+                    first, last = int(offsets[0]), int(offsets[-1])
+                    arrays["history.values"].append(values[first:last])
+                    arrays["history.offsets"].append(offsets[1:] - first + history_values)
+                    history_values += last - first
+                    base, stored = stored, stored + len(offsets) - 1
+                    if history.rows is not None:
+                        tables[id(values)] = (values, history.offsets, base)  # held: its id stays its own
+                if history.rows is not None and row_map is None:  # the parts before: one stored row an impression
+                    row_map = AppendedArray(folder / "history.rows.npy", np.int64)
+                    row_map.append(np.arange(written))
+                if row_map is not None:
+                    row_map.append(history.rows + base if history.rows is not None else np.arange(base, stored))
+                written += len(part)
+                arrays["impression_ids"].append(np.asarray(part.impression_ids, dtype=str))
+                arrays["user_ids"].append(users.of(part.user_ids, training))
+                offsets = part.candidates.offsets.astype(np.int64, copy=False)
+                first, last = int(offsets[0]), int(offsets[-1])
+                arrays["candidates.values"].append(part.candidates.values[first:last])
+                arrays["candidates.offsets"].append(offsets[1:] - first + candidate_values)
+                candidate_values += last - first
+                arrays["labels.values"].append(part.labels.values[first:last])
+                arrays["real_history"].append(history.lengths - (0 if part.synthetic is None else part.synthetic))
+                progress.advance(task, len(part))
+    except BaseException:
+        for array in (*arrays.values(), *([row_map] if row_map else [])):
+            array.abandon()
+        raise
     for array in (*arrays.values(), *([row_map] if row_map else [])):
         array.close()
 

@@ -118,8 +118,8 @@ class ImpressionParts:
     rows, so memory holds one part. The engine writes the parts to its cache as they come; export and GENRE read
     them again the same way.
 
-    Consecutive parts may share one stored history table (their `history.values` and `history.offsets` the same
-    arrays, `history.rows` indexing it: one row per user): it is stored once.
+    Parts may share one stored history table (their `history.values` and `history.offsets` the same arrays,
+    `history.rows` indexing it: one row per user): it is stored once, whatever parts come between them.
     """
 
     read: Callable[[], Iterator[Impressions]]
