@@ -110,11 +110,12 @@ def convolve_words(conv: nn.Conv1d, words: torch.Tensor) -> torch.Tensor:
     and on CPU 25-35% less time than its mkldnn kernel, forward and backward, at NAML's sizes (300-d words, 400
     filters, window 3, 512-1,500 titles of 16 words). `conv` holds the parameters (their names and initialisation
     are nn.Conv1d's)."""
-    items, length, _ = words.shape
+    items, length, word_dim = words.shape
     window = conv.kernel_size[0]
     windows = F.pad(words, (0, 0, window // 2, window // 2)).unfold(1, window, 1)  # (items, length, word_dim, window)
-    kernel = conv.weight.reshape(conv.out_channels, -1)  # (filters, word_dim * window), the same order as `windows`
-    return torch.addmm(conv.bias, windows.reshape(items * length, -1), kernel.t()).view(items, length, -1)
+    kernel = conv.weight.reshape(conv.out_channels, word_dim * window)  # the same order as `windows`
+    products = torch.addmm(conv.bias, windows.reshape(items * length, word_dim * window), kernel.t())
+    return products.view(items, length, conv.out_channels)
 
 
 class ConvTextEncoder(nn.Module):

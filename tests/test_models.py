@@ -87,6 +87,7 @@ def test_convolving_words_as_one_matrix_product_is_nn_conv1d(window):
     expected = torch.autograd.grad(reference, (words, conv.weight, conv.bias), grad)
     for a, b in zip(torch.autograd.grad(ours, (words, conv.weight, conv.bias), grad), expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert convolve_words(conv, torch.zeros(0, 7, 6)).shape == (0, 7, 4)  # an empty batch, as nn.Conv1d takes
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():

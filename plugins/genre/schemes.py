@@ -144,7 +144,7 @@ def user_histories(corpus: Corpus) -> dict[str, np.ndarray]:
             for row, user in enumerate(part.user_ids):
                 if user in histories:
                     continue
-                history = part.history[row]
+                history = part.history[row].copy()  # not a view that would keep the part's arrays alive
                 if user not in seen_here or len(history) > len(seen_here[user]):
                     seen_here[user] = history
         histories.update(seen_here)
