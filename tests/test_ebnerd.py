@@ -83,7 +83,7 @@ def test_bad_files_are_errors_naming_file_and_column(tmp_path):
         read_ebnerd(root)
     write_behaviors(path, [(1, 999, [9000001], [9000001])])
     with pytest.raises(DataError, match=r"user 999 \(behaviors.parquet row 1, impression 1\) has no row in history"):
-        whole(read_ebnerd(root).splits["train"])  # found as the split is read
+        read_ebnerd(root)  # found before anything is written
     (root / "validation" / "history.parquet").unlink()
     write_behaviors(path, BEHAVIORS["train"])
     with pytest.raises(DataError) as error:
@@ -223,6 +223,7 @@ def test_a_split_read_in_parts_is_stored_as_when_read_whole(tmp_path, registry, 
     for name, array in whole_split.items():
         np.testing.assert_array_equal(parts[name], array, err_msg=name)
     assert parts["train/impression_ids.npy"][-1] == "2" + "0" * 7  # the widest id, its part written last
+    assert parts["train/impression_ids.npy"].dtype == np.dtype("<U8")  # as wide as the ids, not int64's 21
     assert len(parts["train/history.offsets.npy"]) == len(HISTORIES) + 1  # each user's history stored once
     history = Ragged(
         parts["train/history.values.npy"], parts["train/history.offsets.npy"], parts["train/history.rows.npy"]

@@ -86,9 +86,10 @@ def read_parts(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.Table]]
     first = 0
     try:
         # without pre-buffering: it keeps every row group read so far (190 MB against 55 MB over 4 million rows)
-        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=PART_ROWS, columns=columns):
-            yield first, pa.Table.from_batches([batch])
-            first += batch.num_rows
+        with pq.ParquetFile(path, pre_buffer=False) as parquet:
+            for batch in parquet.iter_batches(batch_size=PART_ROWS, columns=columns):
+                yield first, pa.Table.from_batches([batch])
+                first += batch.num_rows
     except DAMAGED as error:
         raise DataError(f"cannot read the Parquet file ({error})", where=str(path)) from None
 
@@ -236,14 +237,34 @@ class Reader:
         items = items[gathered + np.arange(int(lengths.sum()))] if len(items) else items
         return users, Ragged(items.astype(np.int32, copy=False), np.concatenate([[0], np.cumsum(lengths)]))
 
-    def survey(self, path: Path, listed: np.ndarray | None) -> int:
-        """Check a behaviors.parquet's in-view ids against the article table before anything is written (an unknown
-        one is an error, or counted as skipped) and mark those of the training split in `listed`; its row count."""
+    def survey(self, path: Path, users_sorted: np.ndarray, listed: np.ndarray | None) -> int:
+        """Check a behaviors.parquet before anything is written: every impression's in-view ids (an unknown one is
+        an error, or counted as skipped; none at all is an error) and user (one with no history row is an error);
+        mark the in-view items of the training split in `listed`. Returns its row count."""
         columns_of(path, BEHAVIOR_COLUMNS)
-        for first, table in read_parts(path, ["article_ids_inview"]):
+        for first, table in read_parts(path, list(BEHAVIOR_COLUMNS)):
             with decoding(path):
+                users = integers(table, "user_id", path)
                 inview, offsets = id_lists(table, "article_ids_inview", path)
-            found, _, _ = self.index(inview, offsets, lambda row, first=first: f"{path}: row {first + row + 1}")
+
+            def row_of(row: int, first: int = first, table: pa.Table = table) -> str:
+                return f"row {first + row + 1}, impression {table.column('impression_id')[row]}"
+
+            def where(row: int) -> str:
+                return f"{path}: {row_of(row)}"
+
+            empty = np.flatnonzero(np.diff(offsets) == 0)
+            if len(empty):
+                raise DataError("article_ids_inview is empty", where=where(int(empty[0])))
+            owner = np.minimum(np.searchsorted(users_sorted, users), max(len(users_sorted) - 1, 0))
+            missing = np.flatnonzero(users_sorted[owner] != users) if len(users_sorted) else np.arange(len(users))
+            if len(missing):
+                row = int(missing[0])
+                raise DataError(
+                    f"user {int(users[row])} (behaviors.parquet {row_of(row)}) has no row in history.parquet",
+                    where=str(path.with_name("history.parquet")),
+                )
+            found, _, _ = self.index(inview, offsets, where)
             if listed is not None:
                 listed[found] = True
         return row_count(path)
@@ -252,10 +273,10 @@ class Reader:
         """A split's impressions, PART_ROWS behaviour rows at a time; every part indexes the same history table."""
         path = folder / "behaviors.parquet"
         columns = columns_of(path, BEHAVIOR_COLUMNS, optional=(CLICKED,))
-        for first, table in read_parts(path, columns):
-            yield self.part(path, first, table, users_sorted, history)
+        for _, table in read_parts(path, columns):
+            yield self.part(path, table, users_sorted, history)
 
-    def part(self, path: Path, first: int, table: pa.Table, users_sorted: np.ndarray, history: Ragged) -> Impressions:
+    def part(self, path: Path, table: pa.Table, users_sorted: np.ndarray, history: Ragged) -> Impressions:
         labeled = CLICKED in table.column_names
         with decoding(path):
             impression_ids = integers(table, "impression_id", path)
@@ -264,21 +285,7 @@ class Reader:
             if labeled:
                 clicked, clicked_offsets = id_lists(table, CLICKED, path)
 
-        def where(row: int) -> str:
-            return f"{path}: row {first + row + 1} (impression {impression_ids[row]})"
-
-        empty = np.flatnonzero(np.diff(inview_offsets) == 0)
-        if len(empty):
-            raise DataError("article_ids_inview is empty", where=where(int(empty[0])))
-        owner = np.minimum(np.searchsorted(users_sorted, users), max(len(users_sorted) - 1, 0))  # history row
-        missing = np.flatnonzero(users_sorted[owner] != users) if len(users_sorted) else np.arange(len(users))
-        if len(missing):
-            row = int(missing[0])
-            raise DataError(
-                f"user {int(users[row])} (behaviors.parquet row {first + row + 1}, impression "
-                f"{impression_ids[row]}) has no row in history.parquet",
-                where=str(path.with_name("history.parquet")),
-            )
+        owner = np.searchsorted(users_sorted, users)  # each user's history row (the survey found every user)
         if labeled:  # a candidate is clicked when (row, article) is among the row's clicked pairs
             shown = rows_of(inview_offsets) * 2**32 + (inview & 0xFFFFFFFF)
             chosen = np.sort(rows_of(clicked_offsets) * 2**32 + (clicked & 0xFFFFFFFF))
@@ -286,11 +293,12 @@ class Reader:
             labels = (chosen[near] == shown).astype(np.int8) if len(chosen) else np.zeros(len(shown), np.int8)
         else:
             labels = np.full(len(inview), -1, np.int8)
-        found = self.indexer(inview)  # the survey checked the ids: an unknown one is skipped
+        found = self.indexer(inview)  # the survey checked the ids: an unknown one is being skipped
         known = found != 0
         candidates, candidate_offsets = kept(found, inview_offsets, known)
+        width = max((len(str(int(i))) for i in (impression_ids.min(), impression_ids.max())), default=1)
         return Impressions(
-            impression_ids.astype(str),
+            impression_ids.astype(f"U{width}"),  # as wide as the ids (astype(str) would give 21 characters)
             [str(u) for u in users],
             Ragged(history.values, history.offsets, owner),  # each user's history stored once
             Ragged(candidates, candidate_offsets),
@@ -360,7 +368,7 @@ def read_ebnerd(
     for split, folder in folders.items():
         users, history = reader.histories(folder / "history.parquet")
         listed = items.in_train if split == "train" else None
-        rows = reader.survey(folder / "behaviors.parquet", listed)
+        rows = reader.survey(folder / "behaviors.parquet", users, listed)
         if listed is not None:
             listed[history.values] = True
         splits[split] = ImpressionParts(partial(reader.parts, folder, users, history), rows)
