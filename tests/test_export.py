@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from ebnerd_files import write_behaviors, write_ebnerd, write_history
 from test_interactions import amazon_files
@@ -61,3 +63,18 @@ def test_an_interaction_log_is_written_as_mind_files(tmp_path, registry):
     sets += [f"--set={k}={v}" for k, v in options.model_dump(exclude={"log", "items"}, exclude_defaults=True).items()]
     assert cli(["data", "interactions", str(out), *sets], registry) == 0
     assert_same_corpus(read_interactions(options), read_mind(out))
+
+
+def test_ebnerd_read_in_parts_is_written_as_when_read_whole(tmp_path, registry, monkeypatch):
+    from once_plugins.datasets import ebnerd
+
+    root = write_ebnerd(tmp_path / "ebnerd")
+    written = {}
+    for part_rows in (ebnerd.PART_ROWS, 1):  # one row a part: every split in several parts
+        monkeypatch.setattr(ebnerd, "PART_ROWS", part_rows)
+        out = tmp_path / f"mind{part_rows}"
+        assert cli(["data", "ebnerd", str(out), f"--set=path={root}"], registry) == 0
+        written[part_rows] = {path.relative_to(out): path.read_text() for path in sorted(out.rglob("*.tsv"))}
+    whole, parts = written.values()
+    assert whole == parts and len(whole) == 4
+    assert len(whole[Path("train") / "behaviors.tsv"].splitlines()) == 2

@@ -473,3 +473,36 @@ def test_importing_from_a_folder_that_is_not_there_says_so(tmp_path, registry, c
     error = " ".join(capsys.readouterr().err.split())
     assert "folder not found" in error and "github.com/Jyonn/ONCE" in error
     assert not (tmp_path / "answers").exists()
+
+
+def test_generated_items_reach_cold_users_of_a_split_read_in_parts_as_of_a_whole_one():
+    """GENRE's merge is applied to each part as it is read: the same histories as for the split held whole, and a
+    part read twice (the cache, then an export) gets its items once."""
+    import numpy as np
+
+    from once.data.tables import ImpressionParts, Impressions, Ragged
+    from once.genre.merge import _cold_appended
+
+    table = Ragged.from_rows([[1, 2, 3], [4], []])  # users a (warm), b and c (cold at cold_history 1)
+    users = ["a", "b", "c", "b", "a", "c"]
+    rows = np.array([0, 1, 2, 1, 0, 2])
+    candidates = Ragged.from_rows([[5]] * 6)
+
+    def part(lo: int, hi: int) -> Impressions:
+        return Impressions(
+            [str(i) for i in range(lo, hi)],
+            users[lo:hi],
+            Ragged(table.values, table.offsets, rows[lo:hi]),
+            Ragged(candidates.values[lo:hi], np.arange(hi - lo + 1)),
+            Ragged(np.ones(hi - lo, np.int8), np.arange(hi - lo + 1)),
+        )
+
+    generated = {"b": [7], "c": [8, 9]}
+    whole = list(_cold_appended(part(0, 6), generated, cold_history=1))
+    streamed = ImpressionParts(lambda: (part(lo, lo + 2) for lo in (0, 2, 4)), 6)
+    for _ in range(2):
+        merged = list(_cold_appended(streamed, generated, cold_history=1))
+        histories = [p.history[r].tolist() for p in merged for r in range(len(p))]
+        assert histories == [whole[0].history[r].tolist() for r in range(6)]
+        assert histories == [[1, 2, 3], [4, 7], [8, 9], [4, 7], [1, 2, 3], [8, 9]]
+        assert np.concatenate([p.synthetic for p in merged]).tolist() == [0, 1, 2, 1, 0, 2]
