@@ -86,9 +86,8 @@ class TrainedModel:
         """User index -> every item the user clicked in any impression (MIND histories leave these out)."""
         users, items = [], []
         for split in self.data.splits.values():
-            clicked = np.flatnonzero(split.labels.values == 1)  # each click's impression, found by its offset
-            impression = np.searchsorted(split.candidates.offsets, clicked, side="right") - 1
-            users.append(np.asarray(split.user_ids)[impression])
+            clicked = np.flatnonzero(split.labels.values == 1)
+            users.append(np.asarray(split.user_ids)[split.candidates.rows_at(clicked)])  # each click's impression
             items.append(split.candidates.values[clicked])
         users, items = np.concatenate(users), np.concatenate(items)
         order = np.argsort(users, kind="stable")

@@ -36,7 +36,7 @@ class TrainingSamples:
     def from_split(cls, split: Split) -> TrainingSamples:
         labels, candidates = split.labels.values, split.candidates
         clicked = np.flatnonzero(labels == 1)
-        impressions = np.searchsorted(candidates.offsets, clicked, side="right") - 1
+        impressions = candidates.rows_at(clicked)
         return cls(impressions, candidates.values[clicked], candidates, labels, _unclicked_counts(split))
 
     def __len__(self) -> int:

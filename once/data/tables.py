@@ -52,6 +52,10 @@ class Ragged:
         stored = rows if self.rows is None else self.rows[rows]
         return self.offsets[stored + 1] - self.offsets[stored]
 
+    def rows_at(self, positions: np.ndarray) -> np.ndarray:
+        """The row holding each value position (a position in `values`; rows not shared)."""
+        return np.searchsorted(self.offsets, positions, side="right") - 1
+
     def width(self, limit: int) -> int:
         """Columns needed to hold every row, capped at `limit` (at least 1): no all-padding columns."""
         return max(1, min(limit, int(self.lengths.max(initial=0))))

@@ -94,13 +94,6 @@ def read_parts(path: Path, columns: list[str]) -> Iterator[tuple[int, pa.Table]]
         raise DataError(f"cannot read the Parquet file ({error})", where=str(path)) from None
 
 
-def row_count(path: Path) -> int:
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except DAMAGED as error:
-        raise DataError(f"not a readable Parquet file ({error})", where=str(path)) from None
-
-
 @contextmanager
 def decoding(path: Path) -> Iterator[None]:
     """Values Arrow read but cannot give back (bytes that are not UTF-8, broken offsets in a damaged file): an
@@ -242,7 +235,9 @@ class Reader:
         an error, or counted as skipped; none at all is an error) and user (one with no history row is an error);
         mark the in-view items of the training split in `listed`. Returns its row count."""
         columns_of(path, BEHAVIOR_COLUMNS)
+        rows = 0
         for first, table in read_parts(path, list(BEHAVIOR_COLUMNS)):
+            rows = first + table.num_rows
             with decoding(path):
                 users = integers(table, "user_id", path)
                 inview, offsets = id_lists(table, "article_ids_inview", path)
@@ -267,7 +262,7 @@ class Reader:
             found, _, _ = self.index(inview, offsets, where)
             if listed is not None:
                 listed[found] = True
-        return row_count(path)
+        return rows
 
     def parts(self, folder: Path, users_sorted: np.ndarray, history: Ragged) -> Iterator[Impressions]:
         """A split's impressions, PART_ROWS behaviour rows at a time; every part indexes the same history table."""
