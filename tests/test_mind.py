@@ -176,3 +176,33 @@ def test_what_the_column_wise_reading_cannot_judge_goes_to_the_line_by_line_one(
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf8")
     with pytest.raises(NotClean):
         ColumnReader(path, {"N1": 1, "N2": 2, "N3": 3, "N-2": 4}, unknown_items).read()
+
+
+@pytest.mark.parametrize("longest", [8, 16])
+def test_the_id_table_finds_exactly_the_ids_it_holds(longest):
+    """Ids of 1 to `longest` bytes (at most 8, as MIND's: the table then never reads a second word) against tokens
+    that are those ids, prefixes and extensions of them, and a longer token that hashes to an 8-byte id's slot."""
+    from once_plugins.datasets.mind_columns import ID_BYTES, IdTable
+
+    rng = np.random.default_rng(0)
+    alphabet = np.array(list("N0123456789abc"))
+    ids = {"".join(rng.choice(alphabet, rng.integers(1, longest + 1))) for _ in range(3000)}
+    index = {item: number for number, item in enumerate(sorted(ids), 1)}
+    table = IdTable(index)
+    tokens = [
+        *index,
+        *(i[:-1] for i in index if len(i) > 1),
+        *(i + "9" for i in index if len(i) < ID_BYTES),
+        "N" * ID_BYTES,
+        "x",
+    ]
+    eight = next(i for i in index if len(i) == 8)  # and one that hashes to its slot though it is longer
+    suffixes = np.zeros((200_000, 8), np.uint8)
+    suffixes[:, :6] = rng.choice(np.frombuffer(b"N0123456789abc", np.uint8), (len(suffixes), 6))
+    low = np.frombuffer(eight.encode(), "<u8").repeat(len(suffixes))
+    same = table._slots(low, suffixes.view("<u8").ravel()) == table._slots(low[:1], np.zeros(1, np.uint64))[0]
+    tokens.append(eight + bytes(suffixes[np.flatnonzero(same)[0], :6]).decode())
+    raw = np.frombuffer(b"".join(t.encode().ljust(ID_BYTES, b"\0") for t in tokens), dtype="<u8").reshape(-1, 2)
+    found = table.lookup(raw[:, 0].copy(), raw[:, 1].copy())
+    assert found.tolist() == [index.get(t, -1) for t in tokens]
+    assert table.long == (longest > 8)
