@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,9 +68,9 @@ class MultiHeadSelfAttention(nn.Module):
 
 class Dropout(nn.Module):
     """`nn.Dropout`: in training each value is zeroed with probability `p` and the others scaled by 1 / (1 - p);
-    in evaluation the identity. The mask comes from comparing uniform numbers with `p`, because torch's CPU
-    Bernoulli sampler is the slower path: on 2 cores, forward and backward of 7,800 x 300 values take 8.5 ms here
-    against 16.5 ms for `F.dropout` (a fifth of an NRMS training step went to it). Off the CPU it is `F.dropout`."""
+    in evaluation the identity. Off the CPU it is `F.dropout`. On the CPU the mask is `keep_mask`'s: torch's
+    Bernoulli sampler, and even its uniform numbers, draw one Mersenne-Twister number a value on one thread (a
+    fifth of an NRMS training step went to `bernoulli_`, then 15% of a MIND-small-sized one to `uniform_`)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -80,11 +83,25 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":  # CUDA's fused dropout kernel is the fast one there
             return F.dropout(x, self.p, True)
-        keep = torch.rand_like(x, dtype=torch.float32) >= self.p
-        return x * (keep.to(x.dtype) * (1 / (1 - self.p)))  # bf16 stays bf16
+        keep, kept = keep_mask(x.shape, self.p)
+        return x * (keep.to(x.dtype) * (1 / kept))  # bf16 stays bf16
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
+    """(mask, probability of True): each value True with probability 1 - p, rounded to a multiple of 2^-32.
+
+    The random bits are numpy's PCG64, 32 a value, seeded by one draw from torch's generator: torch.manual_seed
+    and a restored RNG state repeat the masks, as they did torch's own. PCG64 gives 64 bits in about a nanosecond;
+    the whole dropout, forward and backward, of 1,500 titles x 12 words x 64 dimensions takes 4.9 ms here against
+    7.3 ms with `torch.rand_like` (6.2 ms against 3.2 ms forward alone)."""
+    count = math.prod(shape)
+    seed = int(torch.randint(0, 2**63 - 1, ()))
+    bits = torch.from_numpy(np.random.PCG64(seed).random_raw((count + 1) // 2)).view(torch.int32)[:count]
+    dropped = round(p * 2**32)
+    return (bits >= dropped - 2**31).view(shape), (2**32 - dropped) / 2**32
 
 
 def word_embedding(vocab_size: int, word_dim: int, vectors: torch.Tensor | None, where: str) -> nn.Embedding:

@@ -75,6 +75,25 @@ def test_dropout_zeroes_a_share_p_and_scales_the_rest():
     assert dropout.train()(x.detach().bfloat16()).dtype == torch.bfloat16  # bf16 autocast's activations stay bf16
 
 
+def test_dropout_masks_follow_torchs_generator():
+    """The masks are drawn from numpy's PCG64 seeded by torch's generator: a seed, or a saved RNG state, repeats them
+    (what resumed runs rely on), and each call draws a new one."""
+    dropout = Dropout(0.5)
+    x = torch.ones(64, 33)
+    torch.manual_seed(7)
+    first, second = dropout(x), dropout(x)
+    state = torch.get_rng_state()
+    third = dropout(x)
+    assert not torch.equal(first, second) and not torch.equal(second, third)
+    torch.manual_seed(7)
+    assert torch.equal(dropout(x), first) and torch.equal(dropout(x), second)
+    torch.set_rng_state(state)
+    assert torch.equal(dropout(x), third)
+    kept = torch.stack([dropout(x) != 0 for _ in range(200)]).float()
+    assert abs(kept.mean().item() - 0.5) < 0.005  # 422,400 draws: 6 standard deviations
+    assert kept.mean(0).std().item() < 0.05  # every position as likely (binomial 200 draws: 0.035)
+
+
 @pytest.mark.parametrize("window", [1, 3, 5])
 def test_convolving_words_as_one_matrix_product_is_nn_conv1d(window):
     torch.manual_seed(0)
