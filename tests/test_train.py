@@ -211,7 +211,9 @@ SMALL_DEMO = [*(o for o in TINY if not o.startswith("model.")), "threads=2"]
         ("demo-tanr", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.78),  # 0.8154
         ("demo-fastformer", ["model.item.word_dim=32", "model.item.dim=32", "model.item.query_dim=16"], 0.66),  # 0.695
         ("demo-miner", [*(o for o in TINY if o.startswith("model.item.")), "model.user.code_dim=16"], 0.67),  # 0.707
-        ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.70),
+        # CAUM too: seeds 0-3 gave 0.706/0.738/0.695/0.692 with torch.rand_like's dropout masks and
+        # 0.650/0.731/0.727/0.720 with keep_mask's (56ce0cc)
+        ("demo-caum", [*(o for o in TINY if o.startswith("model.item.")), "model.user.heads=2"], 0.62),
         # NPA on this small demo swings with float rounding: seeds 0-2 gave 0.774/0.723/0.681 with nn.Conv1d and
         # 0.633/0.739/0.697 with the same sums as one matrix product (c4580f8)
         ("demo-npa", ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16"], 0.6),
