@@ -110,8 +110,8 @@ def test_convolving_words_as_one_matrix_product_is_nn_conv1d(window):
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():
-    """The fused kernel equals softmax(q k^T / sqrt(d)) v over the real keys, forward and backward; a row with no
-    real key (an empty title or history) is exactly zero."""
+    """The attention (the products written out on CPU, torch's fused kernel on GPUs) equals softmax(q k^T / sqrt(d)) v
+    over the real keys, forward and backward; a row with no real key (an empty title or history) is exactly zero."""
     attention = MultiHeadSelfAttention(12, 3, 4)
     x = torch.randn(7, 5, 12, generator=generator, requires_grad=True)
     mask = torch.arange(5)[None] < torch.tensor([5, 3, 1, 0, 4, 2, 0])[:, None]
