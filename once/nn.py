@@ -89,7 +89,7 @@ class Dropout(nn.Module):
         if x.device.type != "cpu":  # CUDA's fused dropout kernel is the fast one there
             return F.dropout(x, self.p, True)
         keep, kept = keep_mask(x.shape, self.p)
-        return x * (keep.to(x.dtype) * (1 / kept))  # bf16 stays bf16
+        return x * keep.to(x.dtype).mul_(1 / kept)  # bf16 stays bf16
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
