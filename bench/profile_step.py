@@ -1,13 +1,14 @@
 """Where one training step's time goes, per model: a torch.profiler trace of the trainer's own step, grouped.
 
-    python bench/profile_step.py [--models nrms naml lstur] [--steps 20] [--write docs/benchmarks.md]
+    python bench/profile_step.py [--corpus goodreads] [--models nrms naml lstur] [--steps 20] [--write FILE]
 
 Goodreads-MIND (5,000 users, seed 0) with the built-in `goodreads-<model>` recipes: batch 64, the impression's own
-4 negatives, titles of at most 16 tokens. Each model runs in its own process. The step is split into: building
-the batch (sampling, padding, tensors), the forward pass (its item encoding, unique/gather of the batch's items,
-user encoding and loss apart), the backward pass (its word-embedding gradient apart) and the optimizer step. The
-last row is the time spent outside any aten operator: Python, the dispatcher, allocation. Shares are of the wall
-time of the timed steps.
+4 negatives, titles of at most 16 tokens; or, with `--corpus mind-small`, the synthetic corpus of MIND-small's size
+with the `demo-<model>` recipes (bench/throughput.py's rows; written to the `profile-mind-small` section). Each
+model runs in its own process. The step is split into: building the batch (sampling, padding, tensors), the
+forward pass (its item encoding, unique/gather of the batch's items, user encoding and loss apart), the backward
+pass (its word-embedding gradient apart) and the optimizer step. The last row is the time spent outside any aten
+operator: Python, the dispatcher, allocation. Shares are of the wall time of the timed steps.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from goodreads import DEFAULT_BUILDER, build_benchmark, write_section  # noqa: E402
+from throughput import recipe_for  # noqa: E402
 
 PHASES = ("batch", "unique/gather", "item encoder", "user encoder + score", "loss", "backward", "optimizer")
 
 
-def run_one(model: str, folder: Path, steps: int) -> dict:
+def run_one(model: str, folder: Path | None, steps: int, corpus: str = "goodreads") -> dict:
     import numpy as np
     import torch
     from rich.console import Console
@@ -38,7 +40,8 @@ def run_one(model: str, folder: Path, steps: int) -> dict:
     from once.recipe import load_recipe
     from once.train import Trainer, click_loss
 
-    resolved = load_recipe(f"goodreads-{model}", None, [f"dataset.path={folder}", "device=cpu"])
+    recipe, overrides = recipe_for(corpus, model, folder)
+    resolved = load_recipe(recipe, None, overrides)
     data = load_data(resolved)
     trainer = Trainer(resolved, data, Console(stderr=True, quiet=True))
     train, split = resolved.recipe.train, data.splits["train"]
@@ -123,14 +126,14 @@ def table(rows: list[dict]) -> str:
         label = f"({phase}: part of backward)" if phase == "word-embedding gradient" else phase
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| ms per step | " + " | ".join(f"{1000 * r['wall'] / r['steps']:.0f}" for r in rows) + " |")
-    lines.append(
-        "| impressions/s (under the profiler) | " + " | ".join(f"{r['impressions_per_s']:.0f}" for r in rows) + " |"
-    )
+    rates = " | ".join(f"{r['impressions_per_s']:.0f}" for r in rows)
+    lines.append(f"| samples/s under the profiler (a click with its negatives) | {rates} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=["goodreads", "mind-small"], default="goodreads")
     parser.add_argument("--models", nargs="+", default=["nrms", "naml", "lstur"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--users", type=int, default=5000)
@@ -139,19 +142,22 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.folder, args.steps)))
+        print(json.dumps(run_one(args.one, args.folder, args.steps, args.corpus)))
         return
-    folder = build_benchmark(DEFAULT_BUILDER, args.users, 0, "none")
+    folder = build_benchmark(DEFAULT_BUILDER, args.users, 0, "none") if args.corpus == "goodreads" else None
     rows = []
     for model in args.models:
-        command = [sys.executable, __file__, "--one", model, "--folder", str(folder), "--steps", str(args.steps)]
+        command = [sys.executable, __file__, "--one", model, "--steps", str(args.steps), "--corpus", args.corpus]
+        command += ["--folder", str(folder)] if folder else []
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     text = table(rows)
     print(text)
     if args.write:
-        command = f"python bench/profile_step.py --models {' '.join(args.models)} --steps {args.steps}"
-        write_section(args.write, "profile", f"{text}\n\nCommand: `{command}` ({rows[0]['threads']} threads)")
+        command = f"python bench/profile_step.py --corpus {args.corpus} --models {' '.join(args.models)}"
+        command += f" --steps {args.steps}"
+        section = "profile" if args.corpus == "goodreads" else f"profile-{args.corpus}"
+        write_section(args.write, section, f"{text}\n\nCommand: `{command}` ({rows[0]['threads']} threads)")
 
 
 if __name__ == "__main__":
