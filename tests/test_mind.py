@@ -167,6 +167,9 @@ def test_the_column_wise_reading_skips_unknown_ids_as_the_line_by_line_one(tmp_p
         (["1\tU1\tT\tN1\tN2-0  N3-1"], "error"),  # a doubled space between candidates
         (["1\tU1\tT\tN1"], "error"),  # a missing column
         (["1\tU1\tT\tN1\tN-2 N3"], "skip"),  # a bare id with a dash reads as NEWSID-LABEL
+        (["1\tU1\tT\tN1\tN2-0 N3-1 ", "2\tU2\tT\tN1\tN2-1"], "error"),  # a space ending a row's candidates
+        (["1\tU1\tT\tN1\tN2-0", "2\tU2\tT\tN1\t N2-1"], "error"),  # a space starting them
+        (["1\tU1\tT\tN1\tN2-0", "2\tU2\tT\tN1\t", "3\tU3\tT\tN1\tN3-1"], "skip"),  # no candidates
     ],
 )
 def test_what_the_column_wise_reading_cannot_judge_goes_to_the_line_by_line_one(tmp_path, lines, unknown_items):
@@ -205,4 +208,6 @@ def test_the_id_table_finds_exactly_the_ids_it_holds(longest):
     raw = np.frombuffer(b"".join(t.encode().ljust(ID_BYTES, b"\0") for t in tokens), dtype="<u8").reshape(-1, 2)
     found = table.lookup(raw[:, 0].copy(), raw[:, 1].copy())
     assert found.tolist() == [index.get(t, -1) for t in tokens]
+    short = np.flatnonzero(raw[:, 1] == 0)  # tokens of at most 8 bytes, looked up without their (zero) second word
+    assert table.lookup(raw[short, 0].copy(), None).tolist() == [index.get(tokens[i], -1) for i in short]
     assert table.long == (longest > 8)

@@ -68,24 +68,29 @@ class IdTable:
         self.entries = pairs.view(np.complex128).ravel()  # a 16-byte type numpy gathers whole
         self.long = bool(self.high.any())
 
-    def _slots(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        mixed = (low ^ (high * np.uint64(0xC2B2AE3D27D4EB4F))) * np.uint64(0x9E3779B97F4A7C15)
-        return (mixed >> np.uint64(64 - self.bits)).astype(np.intp)
+    def _slots(self, low: np.ndarray, high: np.ndarray | None) -> np.ndarray:
+        mixed = low if high is None else low ^ (high * np.uint64(0xC2B2AE3D27D4EB4F))
+        return ((mixed * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.bits)).astype(np.intp)
 
-    def lookup(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """(n,) item index of each id given as its two words, -1 where the id is not in the table."""
+    def lookup(self, low: np.ndarray, high: np.ndarray | None) -> np.ndarray:
+        """(n,) item index of each id given as its two words (high None: every id fits the first), -1 where the id
+        is not in the table."""
         slots = self._slots(low, high)
         entries = self.entries[slots].view(np.uint64).reshape(-1, 2)
         found = entries[:, 1].view(np.int64).astype(np.int32)
         differs = entries[:, 0] != low
-        differs |= (self.high[slots] != high) if self.long else (high != 0)
+        if high is not None:
+            differs |= (self.high[slots] != high) if self.long else (high != 0)
+        elif self.long:
+            differs |= self.high[slots] != 0
         probing = np.flatnonzero((found >= 0) & differs)
         found[probing] = -1
         while len(probing):  # a slot taken by another id: look at the next one
             slots[probing] = (slots[probing] + 1) & ((1 << self.bits) - 1)
             at = slots[probing]
             items = self.items[at]
-            hit = (items >= 0) & (self.low[at] == low[probing]) & (self.high[at] == high[probing])
+            second = np.uint64(0) if high is None else high[probing]
+            hit = (items >= 0) & (self.low[at] == low[probing]) & (self.high[at] == second)
             found[probing[hit]] = items[hit]
             probing = probing[(items >= 0) & ~hit]
         return found
@@ -108,30 +113,24 @@ class _Tokens:
         raw = data[offsets[0] :]
         rows = (offsets - offsets[0]).astype(np.int64)
         spaces = np.flatnonzero(raw == _SPACE)
-        per_row = np.diff(np.searchsorted(spaces, rows)) + 1
-        owner = np.repeat(np.arange(len(column)), per_row)
-        after = np.append(spaces, 0)[np.arange(len(owner)) - owner]  # the space after each token (not a row's last)
-        first = np.ones(len(owner), dtype=bool)
-        first[1:] = owner[1:] != owner[:-1]
-        last = np.ones(len(owner), dtype=bool)
-        last[:-1] = first[1:]
-        starts = np.where(first, rows[owner], np.roll(after, 1) + 1)
-        ends = np.where(last, rows[owner + 1], after)
-        return cls(np.concatenate([raw, np.zeros(ID_BYTES, np.uint8)]), starts, ends, per_row)
+        before = np.searchsorted(spaces, rows)  # spaces before each row's start (and before the last row's end)
+        # a token starts at its row's start or after a space, and ends at a space or its row's end: the row bounds
+        # go in among the spaces where they fall (an empty row is one empty token, its start equal to its end)
+        starts = np.insert(spaces + 1, before[:-1], rows[:-1])
+        ends = np.insert(spaces, before[1:], rows[1:])
+        return cls(np.concatenate([raw, np.zeros(ID_BYTES, np.uint8)]), starts, ends, np.diff(before) + 1)
 
-    def words(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The bytes [starts, ends) of each token as two zero-padded little-endian 64-bit words; NotClean if a token
-        is empty or longer than ID_BYTES."""
+    def words(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The bytes [starts, ends) of each token as two zero-padded little-endian 64-bit words, the second None
+        when every token fits the first (MIND's ids do); NotClean if a token is empty or longer than ID_BYTES."""
         lengths = ends - self.starts
         if len(lengths) and (lengths.min() < 1 or lengths.max() > ID_BYTES):
             raise NotClean
         words = np.ndarray((len(self.data) - 7,), dtype="<u8", buffer=self.data, strides=(1,))  # one at every byte
         low = words[self.starts] & _LOW_BYTES[np.minimum(lengths, 8)]
         if len(lengths) and lengths.max() > 8:
-            high = words[self.starts + 8] & _LOW_BYTES[np.clip(lengths - 8, 0, 8)]
-        else:
-            high = np.zeros(len(lengths), dtype=np.uint64)
-        return low, high
+            return low, words[self.starts + 8] & _LOW_BYTES[np.clip(lengths - 8, 0, 8)]
+        return low, None
 
     def text(self, token: int, ends: np.ndarray) -> str:
         return bytes(self.data[self.starts[token] : ends[token]]).decode("utf8", "replace")
@@ -242,6 +241,8 @@ class ColumnReader:
             labels = np.full(len(ends), UNLABELED, dtype=np.int8)
         items = self.table.lookup(*tokens.words(ends))
         known = self._known(items, tokens, ends)
+        if known.all():
+            return items, labels, tokens.per_row, 0
         owner = np.repeat(np.arange(len(column)), tokens.per_row)
         per_row = np.bincount(owner[known], minlength=len(column))
         return items[known], labels[known], per_row, int(len(known) - known.sum())
@@ -288,10 +289,13 @@ class _Histories:
             tokens = _Tokens.of(pa.array([clean[i] for i in filled], pa.string()))
             items = reader.table.lookup(*tokens.words(tokens.ends))
             known = reader._known(items, tokens, tokens.ends)
-            owner = np.repeat(np.arange(len(filled)), tokens.per_row)
-            lengths[filled] = np.bincount(owner[known], minlength=len(filled))
-            unknown[filled] = np.bincount(owner[~known], minlength=len(filled))
-            items = items[known]
+            if known.all():
+                lengths[filled] = tokens.per_row
+            else:
+                owner = np.repeat(np.arange(len(filled)), tokens.per_row)
+                lengths[filled] = np.bincount(owner[known], minlength=len(filled))
+                unknown[filled] = np.bincount(owner[~known], minlength=len(filled))
+                items = items[known]
         return cls(texts, encoded.indices.to_numpy(zero_copy_only=False), items, lengths, unknown)
 
 
