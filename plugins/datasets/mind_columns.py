@@ -278,15 +278,23 @@ class _Histories:
         import pyarrow.compute as pc
 
         encoded = pc.dictionary_encode(column)
-        texts = encoded.dictionary.to_pylist()
-        # single spaces between ids, as MIND writes them; other spacing is split as str.split() would
-        clean = [t if "  " not in t and t[:1] != " " and t[-1:] != " " else " ".join(t.split()) for t in texts]
-        filled = [i for i, text in enumerate(clean) if text]  # an empty history has no token
+        distinct = encoded.dictionary
+        texts = distinct.to_pylist()
+        offsets, data = _buffers(distinct)
+        spaces = data == _SPACE
+        filled = np.flatnonzero(np.diff(offsets) > 0)  # an empty history has no token
+        if (spaces[:-1] & spaces[1:]).any() or spaces[offsets[filled]].any() or spaces[offsets[filled + 1] - 1].any():
+            # not single spaces between ids, as MIND writes them: split as str.split() would, in Python
+            clean = [" ".join(t.split()) for t in texts]
+            filled = np.array([i for i, text in enumerate(clean) if text], dtype=np.intp)
+            distinct = pa.array([clean[i] for i in filled], pa.string())
+        elif len(filled) < len(texts):
+            distinct = distinct.take(pa.array(filled))
         lengths = np.zeros(len(texts), dtype=np.int64)
         unknown = np.zeros(len(texts), dtype=np.int64)
         items = np.zeros(0, dtype=np.int32)
-        if filled:
-            tokens = _Tokens.of(pa.array([clean[i] for i in filled], pa.string()))
+        if len(filled):
+            tokens = _Tokens.of(distinct)
             items = reader.table.lookup(*tokens.words(tokens.ends))
             known = reader._known(items, tokens, tokens.ends)
             if known.all():
