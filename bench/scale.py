@@ -16,12 +16,15 @@ no signal to learn: it measures time and memory, not accuracy.
 Each size runs in its own process. Peak memory is VmHWM, reset before each phase so that each phase's peak is its
 own; "whole run" is the largest of the three, the process's peak over prepare, training and scoring. With
 --corpora DIR the corpora are kept there and reused (MIND-large's takes about 10 minutes to write and 9.5 GB).
+Each size prepares into a fresh cache folder (ONCE_CACHE, removed after), so a reused corpus is read and
+tokenized every time, never taken from an earlier run's cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -125,50 +128,52 @@ def run_one(size: str, steps: int, impressions: int, corpora: Path | None) -> di
     from once.train import Trainer
 
     figures: dict = {"size": size, **SIZES[size], "threads": torch.get_num_threads()}
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = (corpora or Path(scratch)) / size
-        if not (folder / "test" / "behaviors.tsv").exists():
+    with tempfile.TemporaryDirectory() as cache:  # a fresh cache: prepare runs every time
+        os.environ["ONCE_CACHE"] = cache
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = (corpora or Path(scratch)) / size
+            if not (folder / "test" / "behaviors.tsv").exists():
+                started = time.perf_counter()
+                write_corpus(folder, SIZES[size])
+                figures["write_seconds"] = time.perf_counter() - started
+            figures["corpus_mb"] = sum(f.stat().st_size for f in folder.rglob("*.tsv")) / 2**20
+            overrides = [f"dataset={{name: mind, path: {folder}}}", "device=cpu"]
+            resolved = load_recipe("demo", None, overrides)
+            reset_peak()
             started = time.perf_counter()
-            write_corpus(folder, SIZES[size])
-            figures["write_seconds"] = time.perf_counter() - started
-        figures["corpus_mb"] = sum(f.stat().st_size for f in folder.rglob("*.tsv")) / 2**20
-        overrides = [f"dataset={{name: mind, path: {folder}}}", "device=cpu"]
-        resolved = load_recipe("demo", None, overrides)
+            data = load_data(resolved)
+            figures["prepare_seconds"] = time.perf_counter() - started
+            figures["prepare_peak_mb"] = peak_mb()
+        figures["behaviour_rows"] = sum(len(s) for s in data.splits.values())
+        figures["candidate_rows"] = sum(len(s.candidates.values) for s in data.splits.values())
+        split = data.splits["train"]
         reset_peak()
         started = time.perf_counter()
-        data = load_data(resolved)
-        figures["prepare_seconds"] = time.perf_counter() - started
-        figures["prepare_peak_mb"] = peak_mb()
-    figures["behaviour_rows"] = sum(len(s) for s in data.splits.values())
-    figures["candidate_rows"] = sum(len(s.candidates.values) for s in data.splits.values())
-    split = data.splits["train"]
-    reset_peak()
-    started = time.perf_counter()
-    trainer = Trainer(resolved, data, Console(stderr=True, quiet=True))
-    train = resolved.recipe.train
-    rng = np.random.default_rng(0)
-    negatives = trainer.samples.negatives(train.negatives, data.num_items, rng)
-    order = rng.permutation(len(trainer.samples))
-    figures["epoch_plan_seconds"] = time.perf_counter() - started
-    batches = training_batches(
-        trainer.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
-    )
-    trainer.model.train()
-    for _ in range(5):  # warm-up
-        trainer.step(next(batches))
-    started, seen = time.perf_counter(), 0
-    for _ in range(steps):
-        seen += trainer.step(next(batches))[1]
-    figures["train_samples_per_s"] = seen / (time.perf_counter() - started)
-    figures["train_peak_mb"] = peak_mb()
-    reset_peak()
-    sample = head(data.splits["dev"], min(impressions, len(data.splits["dev"])))
-    started = time.perf_counter()
-    score_split(trainer.model, sample, **evaluation_settings(resolved, data, torch.device("cpu")))
-    figures["eval_impressions"] = len(sample)
-    figures["eval_seconds"] = time.perf_counter() - started
-    figures["eval_peak_mb"] = peak_mb()
-    return figures
+        trainer = Trainer(resolved, data, Console(stderr=True, quiet=True))
+        train = resolved.recipe.train
+        rng = np.random.default_rng(0)
+        negatives = trainer.samples.negatives(train.negatives, data.num_items, rng)
+        order = rng.permutation(len(trainer.samples))
+        figures["epoch_plan_seconds"] = time.perf_counter() - started
+        batches = training_batches(
+            trainer.samples, split.history, split.user_ids, negatives, order, train.batch_size, train.max_history
+        )
+        trainer.model.train()
+        for _ in range(5):  # warm-up
+            trainer.step(next(batches))
+        started, seen = time.perf_counter(), 0
+        for _ in range(steps):
+            seen += trainer.step(next(batches))[1]
+        figures["train_samples_per_s"] = seen / (time.perf_counter() - started)
+        figures["train_peak_mb"] = peak_mb()
+        reset_peak()
+        sample = head(data.splits["dev"], min(impressions, len(data.splits["dev"])))
+        started = time.perf_counter()
+        score_split(trainer.model, sample, **evaluation_settings(resolved, data, torch.device("cpu")))
+        figures["eval_impressions"] = len(sample)
+        figures["eval_seconds"] = time.perf_counter() - started
+        figures["eval_peak_mb"] = peak_mb()
+        return figures
 
 
 def table(rows: list[dict]) -> str:
