@@ -119,7 +119,8 @@ def _assert_same(column, line):
 
 
 def test_the_column_wise_reading_equals_the_line_by_line_one_across_blocks(tmp_path, monkeypatch):
-    """A demo corpus read in blocks of 4 KB (histories repeat across blocks), and an unlabeled split."""
+    """A demo corpus read in blocks of 4 KB (histories repeat across blocks), its training rows shuffled (a history
+    the store holds is not parsed again), and an unlabeled split."""
     from once_plugins.datasets.demo import write_demo
     from once_plugins.datasets.mind_columns import ColumnReader
     from once_plugins.datasets.parts import DemoOptions
@@ -131,6 +132,10 @@ def test_the_column_wise_reading_equals_the_line_by_line_one_across_blocks(tmp_p
         column, line = _read_both(tmp_path / split / "behaviors.tsv", index, "error")
         assert len(column[0]) >= 200 and column[0].candidates.values.dtype == np.int32
         _assert_same(column, line)
+    shuffled = tmp_path / "shuffled.tsv"  # a user's impressions spread over the file, as in MIND
+    lines = (tmp_path / "train" / "behaviors.tsv").read_text(encoding="utf8").splitlines()
+    shuffled.write_text("".join(f"{lines[i]}\n" for i in np.random.default_rng(0).permutation(len(lines))), "utf8")
+    _assert_same(*_read_both(shuffled, index, "error"))
     unlabeled = tmp_path / "unlabeled.tsv"
     lines = (tmp_path / "test" / "behaviors.tsv").read_text(encoding="utf8").splitlines()
     unlabeled.write_text("".join(line.replace("-0", "").replace("-1", "") + "\n" for line in lines), encoding="utf8")

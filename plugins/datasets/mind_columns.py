@@ -171,7 +171,7 @@ class ColumnReader:
         histories = _HistoryStore()
         skipped = 0
         try:
-            for block in self._blocks():
+            for block in self._blocks(histories.stored):
                 kept = block.per_row > 0  # rows whose every candidate was an unknown id being skipped are dropped
                 rows, unknown = histories.rows(block.histories)
                 skipped += block.unknown + int(unknown.sum())  # dropped rows' history ids too, as line by line
@@ -196,8 +196,9 @@ class ColumnReader:
         )
         return impressions, skipped
 
-    def _blocks(self) -> Iterator[_Block]:
-        """Each block of the file worked out, in file order, `THREADS` at a time."""
+    def _blocks(self, stored: dict[str, int]) -> Iterator[_Block]:
+        """Each block of the file worked out, in file order, `THREADS` at a time; `stored` is the history store's
+        text -> row map, which the main thread adds to as it takes the blocks in."""
         import pyarrow as pa
         import pyarrow.csv as csv
 
@@ -214,15 +215,15 @@ class ColumnReader:
             for batch in reader:
                 if self.labeled is None and len(batch):
                     self.labeled = _labeled(batch.column(4)[0].as_py())
-                pending.append(pool.submit(self._block, batch))
+                pending.append(pool.submit(self._block, batch, stored))
                 if len(pending) > self.THREADS:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
 
-    def _block(self, batch) -> _Block:
+    def _block(self, batch, stored: dict[str, int]) -> _Block:
         items, labels, per_row, unknown = self._candidates(batch.column(4))
-        histories = _Histories.of(batch.column(3), self)
+        histories = _Histories.of(batch.column(3), self, stored)
         return _Block(_ids(batch.column(0)), _strings(batch.column(1)), items, labels, per_row, unknown, histories)
 
     def _candidates(self, column) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -264,28 +265,34 @@ class ColumnReader:
 
 @dataclass
 class _Histories:
-    """A block's distinct history columns, parsed: for each, its known items and the unknown ids it held."""
+    """A block's distinct history columns, those the store lacked parsed: for each, its known items and the unknown
+    ids it held."""
 
     texts: list[str]  # in order of first appearance in the block
     of_row: np.ndarray  # index into `texts` per row of the block
-    items: np.ndarray  # the known items of every text, text after text
-    lengths: np.ndarray  # known items per text
-    unknown: np.ndarray  # unknown ids per text (skipped)
+    stored: np.ndarray  # per text, its row in the store as the block was worked out; -1: parsed here
+    items: np.ndarray  # the known items of every parsed text, text after text
+    lengths: np.ndarray  # known items per text (0 where not parsed)
+    unknown: np.ndarray  # unknown ids per text (skipped; 0 where not parsed)
 
     @classmethod
-    def of(cls, column, reader: ColumnReader) -> _Histories:
+    def of(cls, column, reader: ColumnReader, stored: dict[str, int]) -> _Histories:
+        """A block's history column, parsing only the texts `stored` (the store's text -> row map, read while the
+        main thread adds to it: a text added meanwhile is parsed, and the main thread finds it stored) lacks: in
+        MIND a user's impressions are spread over the file and carry one history, parsed once this way."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         encoded = pc.dictionary_encode(column)
         distinct = encoded.dictionary
         texts = distinct.to_pylist()
+        rows = np.fromiter(map(stored.get, texts, repeat(-1)), dtype=np.int64, count=len(texts))
         offsets, data = _buffers(distinct)
         spaces = data == _SPACE
-        filled = np.flatnonzero(np.diff(offsets) > 0)  # an empty history has no token
+        filled = np.flatnonzero((np.diff(offsets) > 0) & (rows < 0))  # an empty history has no token
         if (spaces[:-1] & spaces[1:]).any() or spaces[offsets[filled]].any() or spaces[offsets[filled + 1] - 1].any():
             # not single spaces between ids, as MIND writes them: split as str.split() would, in Python
-            clean = [" ".join(t.split()) for t in texts]
+            clean = [" ".join(t.split()) if row < 0 else "" for t, row in zip(texts, rows, strict=True)]
             filled = np.array([i for i, text in enumerate(clean) if text], dtype=np.intp)
             distinct = pa.array([clean[i] for i in filled], pa.string())
         elif len(filled) < len(texts):
@@ -304,7 +311,7 @@ class _Histories:
                 lengths[filled] = np.bincount(owner[known], minlength=len(filled))
                 unknown[filled] = np.bincount(owner[~known], minlength=len(filled))
                 items = items[known]
-        return cls(texts, encoded.indices.to_numpy(zero_copy_only=False), items, lengths, unknown)
+        return cls(texts, encoded.indices.to_numpy(zero_copy_only=False), rows, items, lengths, unknown)
 
 
 class _HistoryStore:
@@ -318,8 +325,9 @@ class _HistoryStore:
 
     def rows(self, histories: _Histories) -> tuple[np.ndarray, np.ndarray]:
         """(stored row, unknown ids skipped) per row of a block, storing its histories not seen before."""
-        texts = histories.texts
-        rows = np.fromiter(map(self.stored.get, texts, repeat(-1)), dtype=np.int64, count=len(texts))
+        texts, rows = histories.texts, histories.stored.copy()
+        parsed = np.flatnonzero(rows < 0)  # stored since by an earlier block, or new
+        rows[parsed] = np.fromiter(map(self.stored.get, [texts[i] for i in parsed], repeat(-1)), np.int64, len(parsed))
         new = rows < 0
         if new.any():
             self.values.extend(histories.items[np.repeat(new, histories.lengths)])
