@@ -52,10 +52,12 @@ VOCABULARY = 40_000
 USERS_PER_CHUNK = 20_000
 
 
-def write_corpus(out: Path, size: dict, seed: int = 0) -> None:
+def write_corpus(out: Path, size: dict, seed: int = 0, shuffled: bool = False) -> None:
     """MIND files (train/, dev/, test/ with news.tsv and behaviors.tsv) of `size`'s counts under `out`. Each user's
     impressions are spread over the splits: the last one is a test impression, the one before a dev impression,
-    the rest train (every user has at least three)."""
+    the rest train (every user has at least three). A split's rows come user after user, or with `shuffled` in a
+    random order within each chunk of USERS_PER_CHUNK users, as MIND spreads a user's impressions over its files
+    (the same impressions either way; only their order and ids differ)."""
     rng = np.random.default_rng(seed)
     news_ids = np.array([f"N{i}" for i in range(1, size["news"] + 1)], dtype=object)
     tokens = {label: np.array([f"{n}-{label}" for n in news_ids], dtype=object) for label in (0, 1)}
@@ -89,11 +91,12 @@ def write_corpus(out: Path, size: dict, seed: int = 0) -> None:
             split_of = np.full(len(owner), "train", dtype=object)
             split_of[last] = "test"
             split_of[last - 1] = "dev"
-            for row, (user, line) in enumerate(zip(owner, lines, strict=True)):
+            rows = np.random.default_rng([seed, first]).permutation(len(owner)) if shuffled else range(len(owner))
+            for row in rows:
                 impression += 1
                 files[split_of[row]].write(
-                    f"{impression}\tU{users[user] + 1}\t11/{9 + impression % 6}/2019 {1 + impression % 12}:00:00 AM\t"
-                    f"{histories[user]}\t{line}\n"
+                    f"{impression}\tU{users[owner[row]] + 1}\t11/{9 + impression % 6}/2019 {1 + impression % 12}:00:00"
+                    f" AM\t{histories[owner[row]]}\t{lines[row]}\n"
                 )
     finally:
         for f in files.values():
@@ -117,7 +120,7 @@ def _news_lines(rng: np.random.Generator, news_ids: np.ndarray) -> str:
     )
 
 
-def run_one(size: str, steps: int, impressions: int, corpora: Path | None) -> dict:
+def run_one(size: str, steps: int, impressions: int, corpora: Path | None, shuffled: bool) -> dict:
     import torch
     from rich.console import Console
 
@@ -127,14 +130,14 @@ def run_one(size: str, steps: int, impressions: int, corpora: Path | None) -> di
     from once.recipe import load_recipe
     from once.train import Trainer
 
-    figures: dict = {"size": size, **SIZES[size], "threads": torch.get_num_threads()}
+    figures: dict = {"size": row_name(size, shuffled), **SIZES[size], "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as cache:  # a fresh cache: prepare runs every time
         os.environ["ONCE_CACHE"] = cache
         with tempfile.TemporaryDirectory() as scratch:
-            folder = (corpora or Path(scratch)) / size
+            folder = (corpora or Path(scratch)) / (size + ("-shuffled" if shuffled else ""))
             if not (folder / "test" / "behaviors.tsv").exists():
                 started = time.perf_counter()
-                write_corpus(folder, SIZES[size])
+                write_corpus(folder, SIZES[size], shuffled=shuffled)
                 figures["write_seconds"] = time.perf_counter() - started
             figures["corpus_mb"] = sum(f.stat().st_size for f in folder.rglob("*.tsv")) / 2**20
             overrides = [f"dataset={{name: mind, path: {folder}}}", "device=cpu"]
@@ -176,6 +179,10 @@ def run_one(size: str, steps: int, impressions: int, corpora: Path | None) -> di
         return figures
 
 
+def row_name(size: str, shuffled: bool) -> str:
+    return f"{size} shuffled" if shuffled else size
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| size | news | users | impressions | candidates | TSV MB | write s | prepare s | prepare imp/s"
@@ -206,10 +213,13 @@ def main() -> None:
     parser.add_argument(
         "--corpora", type=Path, help="keep the written corpora here and reuse them (default: a temp dir)"
     )
+    parser.add_argument(
+        "--shuffled", action="store_true", help="each split's rows in a random order (MIND's), not user after user"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.steps, args.impressions, args.corpora)))
+        print(json.dumps(run_one(args.one, args.steps, args.impressions, args.corpora, args.shuffled)))
         return
     kept = {}
     if args.rows and args.rows.exists():
@@ -217,12 +227,13 @@ def main() -> None:
     rows = []
     begun = time.perf_counter()
     for size in args.sizes:
-        if size in kept:
-            rows.append(kept[size])
+        if row_name(size, args.shuffled) in kept:
+            rows.append(kept[row_name(size, args.shuffled)])
             continue
         print(f"running {size} ...", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--one", size, "--steps", str(args.steps)]
         command += ["--impressions", str(args.impressions)] + (["--corpora", str(args.corpora)] if args.corpora else [])
+        command += ["--shuffled"] if args.shuffled else []
         done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
         rows.append(json.loads(done.stdout.splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -235,7 +246,7 @@ def main() -> None:
     text += f"\n\nCommand: `{command}` ({minutes:.1f} min, {rows[0]['threads']} threads)"
     print(text)
     if args.write:
-        write_section(args.write, "scale", text)
+        write_section(args.write, "scale-shuffled" if args.shuffled else "scale", text)
 
 
 if __name__ == "__main__":
