@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -389,7 +390,10 @@ class _UserCodes:
 def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: bool) -> None:
     """One split as contiguous .npy arrays in `folder`, appended part by part (a streamed split never lies whole
     in memory), read back as memory maps (shared by every process). A history table that parts share (the same
-    arrays, with a row map: one row per user) is stored once, however other parts come between them."""
+    arrays, with a row map: one row per user) is stored once, however other parts come between them.
+
+    A part's arrays are written on a thread of their own (numpy's file writes release the GIL) while this one codes
+    the part's user ids, a Python pass over every impression; the writes end before the next part is taken."""
     folder.mkdir()
     arrays = {
         name: AppendedArray(folder / f"{name}.npy", dtype)
@@ -406,12 +410,16 @@ def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: 
     }
     arrays["history.offsets"].append(np.zeros(1, np.int64))
     arrays["candidates.offsets"].append(np.zeros(1, np.int64))
-    row_map: AppendedArray | None = None  # history.rows, from the first part whose history has a row map
     tables: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}  # id of a stored table's values -> it, its first row
     written = stored = history_values = candidate_values = 0  # impressions, history rows and values, candidates
     try:
-        with progress_bar() as progress:
+        with progress_bar() as progress, ThreadPoolExecutor(1) as writer:
             task = progress.add_task(f"writing {folder.name}", total=len(split))
+            writes: list[Future] = []  # the part's
+
+            def append(name: str, values: np.ndarray) -> None:
+                writes.append(writer.submit(arrays[name].append, values))
+
             for part in split.parts():
                 history = part.history
                 values, offsets = history.values, history.offsets.astype(np.int64, copy=False)
@@ -420,33 +428,36 @@ def _write_split(folder: Path, split: SplitSource, users: _UserCodes, training: 
                     base = known[2]
                 else:
                     first, last = int(offsets[0]), int(offsets[-1])
-                    arrays["history.values"].append(values[first:last])
-                    arrays["history.offsets"].append(offsets[1:] - first + history_values)
+                    append("history.values", values[first:last])
+                    append("history.offsets", offsets[1:] - first + history_values)
                     history_values += last - first
                     base, stored = stored, stored + len(offsets) - 1
                     if history.rows is not None:
                         tables[id(values)] = (values, history.offsets, base)  # held: its id stays its own
-                if history.rows is not None and row_map is None:  # the parts before: one stored row an impression
-                    row_map = AppendedArray(folder / "history.rows.npy", np.int64)
-                    row_map.append(np.arange(written))
-                if row_map is not None:
-                    row_map.append(history.rows + base if history.rows is not None else np.arange(base, stored))
+                if history.rows is not None and "history.rows" not in arrays:  # the parts before: a row each
+                    arrays["history.rows"] = AppendedArray(folder / "history.rows.npy", np.int64)
+                    append("history.rows", np.arange(written))
+                if "history.rows" in arrays:
+                    append("history.rows", history.rows + base if history.rows is not None else np.arange(base, stored))
                 written += len(part)
-                arrays["impression_ids"].append(np.asarray(part.impression_ids, dtype=str))
-                arrays["user_ids"].append(users.of(part.user_ids, training))
+                append("impression_ids", np.asarray(part.impression_ids, dtype=str))
                 offsets = part.candidates.offsets.astype(np.int64, copy=False)
                 first, last = int(offsets[0]), int(offsets[-1])
-                arrays["candidates.values"].append(part.candidates.values[first:last])
-                arrays["candidates.offsets"].append(offsets[1:] - first + candidate_values)
+                append("candidates.values", part.candidates.values[first:last])
+                append("candidates.offsets", offsets[1:] - first + candidate_values)
                 candidate_values += last - first
-                arrays["labels.values"].append(part.labels.values[first:last])
-                arrays["real_history"].append(history.lengths - (0 if part.synthetic is None else part.synthetic))
+                append("labels.values", part.labels.values[first:last])
+                append("real_history", history.lengths - (0 if part.synthetic is None else part.synthetic))
+                append("user_ids", users.of(part.user_ids, training))
+                for write in writes:
+                    write.result()
+                writes.clear()
                 progress.advance(task, len(part))
-    except BaseException:
-        for array in (*arrays.values(), *([row_map] if row_map else [])):
+    except BaseException:  # the writer has stopped: leaving the `with` waited for it
+        for array in arrays.values():
             array.abandon()
         raise
-    for array in (*arrays.values(), *([row_map] if row_map else [])):
+    for array in arrays.values():
         array.close()
 
 
