@@ -98,7 +98,10 @@ def test_recommendations_equal_once_recommend(server, run_dir, registry, tmp_pat
         assert response.status_code == 200, response.text
         served = response.json()["items"]
         assert [i["item"] for i in served] == line["items"]
-        np.testing.assert_allclose([i["score"] for i in served], line["scores"], rtol=0, atol=1e-6)
+        # float32's tolerance (torch.testing's): the command encodes the three users in one batch, the server one
+        # at a time, and each process takes the threads its start found free; at 2 threads a batch of three and a
+        # batch of one differ by 3e-6 here, at 1 thread they do not
+        np.testing.assert_allclose([i["score"] for i in served], line["scores"], rtol=1.3e-6, atol=1e-5)
 
 
 def test_scores_of_a_cold_user_equal_the_models_own_user_encoding(server, trained):
@@ -148,7 +151,7 @@ def test_a_posted_item_is_encoded_like_its_twin_and_recommended_for_its_topic(se
     restarted = Server(run_dir, folder)
     try:
         kept = restarted.post("/score", {"history": history, "candidates": ["NEW-1"]}).json()["items"][0]["score"]
-        assert kept == pytest.approx(new, abs=1e-6)
+        assert kept == pytest.approx(new, rel=1.3e-6, abs=1e-5)  # another process, maybe other threads (above)
     finally:
         restarted.stop()
 
