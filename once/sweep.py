@@ -7,11 +7,13 @@ with the sweep is run again with the same values when the sweep restarts, resumi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,12 +32,14 @@ from once.train import train
 try:
     import optuna
     from optuna.trial import TrialState
+    from sqlalchemy.exc import OperationalError
 except ImportError:
     raise OnceError("once sweep needs Optuna, which is not installed", hint='pip install "once[sweep]"') from None
 
 log = logging.getLogger(__name__)
 PRUNERS = ("median", "hyperband", "none")
 HEARTBEAT, GRACE = 10, 60  # seconds: a worker's heartbeat, and how long a silent trial stays running
+SQLITE_WAIT = 60  # seconds a SQLite study waits for another process's lock (SQLite's own default: 5)
 
 
 class _Range(BaseModel):
@@ -203,76 +207,100 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # workers beat every HEARTBEAT s: a trial whose worker died (killed, lost machine) is failed after GRACE s and
-    # its values queued again, while the trials of live workers sharing the study are left alone
-    retry = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+    with _database(storage):
+        study = optuna.create_study(
+            storage=_storage(storage),
+            study_name=study_name or base.name,
+            direction="maximize",
+            pruner=_pruner(pruner, base.recipe.train.epochs),
+            load_if_exists=True,
+        )
+        # seeded by the recipe and the trials so far: a resumed study draws new values, not its first ones again
+        study.sampler = _sampler(sampler, base.recipe.seed + len(study.trials))
+        _requeue_interrupted(study)
+        metric = base.recipe.train.metric
+        runs = out / "runs"
+        quiet = Console(stderr=True, quiet=True)
+
+        def objective(trial) -> float:
+            values = space.suggest(trial)
+            resolved = load_recipe(recipe, registry, [*overrides, *overrides_for(values)])
+            previous = existing_run(runs, resolved)  # a trial killed with the sweep: its run goes on
+            console.print(
+                f"trial {trial.number}: "
+                + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            )
+
+            def report(record: dict[str, Any]) -> None:
+                trial.set_user_attr("epochs", record["epoch"])
+                trial.report(record["dev"][metric], record["epoch"])
+                if trial.should_prune():
+                    console.print(
+                        f"trial {trial.number}: pruned after epoch {record['epoch']} "
+                        f"(dev {metric} {record['dev'][metric]:.4f})"
+                    )
+                    raise optuna.TrialPruned()
+
+            try:
+                result = train(
+                    resolved,
+                    runs_root=runs,
+                    resume=previous.path if previous and (previous.path / "run.json").exists() else None,
+                    console=quiet,
+                    on_epoch_end=report,
+                )
+            except Interrupted:  # Ctrl-C: the next run of the sweep runs these values again, resuming the run
+                trial.set_user_attr("interrupted", True)
+                raise
+            trial.set_user_attr("run", str(result.run.path))
+            if result.test:
+                trial.set_user_attr("test", result.test)
+            return max(record["dev"][metric] for record in result.epochs)
+
+        finished = _finished(study)
+        todo = max(0, trials - finished)
+        if todo:
+            console.print(f"study {study.study_name}: {finished} trial(s) finished, running {todo} more")
+            done = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            study.optimize(objective, n_trials=todo, catch=(), callbacks=[done])  # other workers count too
+        best = None
+        if any(t.state == TrialState.COMPLETE for t in study.trials):
+            best = load_recipe(recipe, registry, [*overrides, *overrides_for(study.best_trial.params)])
+            write_atomic(out / "best.yaml", best.to_yaml())
+        write_atomic(out / "trials.csv", trials_csv(study))
+        _plots(study, out)
+        return SweepResult(study, best, out, todo)
+
+
+@contextlib.contextmanager
+def _database(storage: str) -> Iterator[None]:
+    """A study database that cannot be used (locked past SQLITE_WAIT, unreachable) as an error naming it."""
+    try:
+        yield
+    except OperationalError as error:
+        raise OnceError(
+            f"the study's database could not be used: {error.orig}",
+            where=storage,
+            hint="Another process may hold it (a worker, a dashboard); rerun the same command to resume the study.",
+        ) from None
+
+
+def _storage(storage: str) -> optuna.storages.RDBStorage:
+    """The study's storage with worker heartbeats: a trial whose worker died (killed, lost machine) is failed after
+    GRACE s silent and its values queued again, while the trials of live workers sharing the study are left alone.
+    On SQLite a write waits SQLITE_WAIT s for another worker's lock before it fails."""
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # its name from Optuna 4.9
+    retry = retry or optuna.storages.RetryFailedTrialCallback
+    engine = {"connect_args": {"timeout": SQLITE_WAIT}} if storage.startswith("sqlite") else None
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: what they do is documented above
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(
-            storage, heartbeat_interval=HEARTBEAT, grace_period=GRACE, heartbeat_stale_trial_callback=retry
+        return optuna.storages.RDBStorage(
+            storage,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT,
+            grace_period=GRACE,
+            heartbeat_stale_trial_callback=retry(max_retry=3),
         )
-    study = optuna.create_study(
-        storage=rdb,
-        study_name=study_name or base.name,
-        direction="maximize",
-        pruner=_pruner(pruner, base.recipe.train.epochs),
-        load_if_exists=True,
-    )
-    # seeded by the recipe and the trials so far: a resumed study draws new values, not its first ones again
-    study.sampler = _sampler(sampler, base.recipe.seed + len(study.trials))
-    _requeue_interrupted(study)
-    metric = base.recipe.train.metric
-    runs = out / "runs"
-    quiet = Console(stderr=True, quiet=True)
-
-    def objective(trial) -> float:
-        values = space.suggest(trial)
-        resolved = load_recipe(recipe, registry, [*overrides, *overrides_for(values)])
-        previous = existing_run(runs, resolved)  # a trial killed with the sweep: its run goes on
-        console.print(
-            f"trial {trial.number}: "
-            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-        )
-
-        def report(record: dict[str, Any]) -> None:
-            trial.set_user_attr("epochs", record["epoch"])
-            trial.report(record["dev"][metric], record["epoch"])
-            if trial.should_prune():
-                console.print(
-                    f"trial {trial.number}: pruned after epoch {record['epoch']} "
-                    f"(dev {metric} {record['dev'][metric]:.4f})"
-                )
-                raise optuna.TrialPruned()
-
-        try:
-            result = train(
-                resolved,
-                runs_root=runs,
-                resume=previous.path if previous and (previous.path / "run.json").exists() else None,
-                console=quiet,
-                on_epoch_end=report,
-            )
-        except Interrupted:  # Ctrl-C: the next run of the sweep runs these values again, resuming the run
-            trial.set_user_attr("interrupted", True)
-            raise
-        trial.set_user_attr("run", str(result.run.path))
-        if result.test:
-            trial.set_user_attr("test", result.test)
-        return max(record["dev"][metric] for record in result.epochs)
-
-    finished = _finished(study)
-    todo = max(0, trials - finished)
-    if todo:
-        console.print(f"study {study.study_name}: {finished} trial(s) finished, running {todo} more")
-        done = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        study.optimize(objective, n_trials=todo, catch=(), callbacks=[done])  # other workers count too
-    best = None
-    if any(t.state == TrialState.COMPLETE for t in study.trials):
-        best = load_recipe(recipe, registry, [*overrides, *overrides_for(study.best_trial.params)])
-        write_atomic(out / "best.yaml", best.to_yaml())
-    write_atomic(out / "trials.csv", trials_csv(study))
-    _plots(study, out)
-    return SweepResult(study, best, out, todo)
 
 
 def _finished(study) -> int:

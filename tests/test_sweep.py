@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import TINY
-from sqlalchemy.exc import SQLAlchemyError
 
-from once.errors import RecipeError
+from once import sweep
+from once.errors import OnceError, RecipeError
 from once.recipe import load_recipe
 from once.runs import Run
 from once.sweep import run_sweep
@@ -34,6 +37,39 @@ def space_file(folder: Path, text: str = SPACE) -> Path:
 
 def states(study) -> list[str]:
     return [t.state.name for t in study.trials]
+
+
+def complete_trials(database: Path) -> int:
+    """The study's completed trials, read without writing: Optuna's own loader creates the tables it finds
+    missing, which would race the sweep creating them."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # no file or no tables yet, or the sweep writing for longer than a second
+        return 0
+
+
+@contextlib.contextmanager
+def locked(database: Path, seconds: float):
+    """The SQLite file held under an exclusive lock for `seconds` by another connection, as a second worker's long
+    write would hold it; the lock is taken before the block starts."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(database, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        taken.set()
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait()
+    try:
+        yield
+    finally:
+        holder.join()
 
 
 def test_a_sweep_finds_a_better_recipe_and_writes_it(registry, tmp_path):
@@ -74,20 +110,16 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "once", "sweep", "demo", "--space", str(space_file(tmp_path)), "--trials", "4"]
     command += ["--out", str(out), "--pruner", "none", *(f"--set={o}" for o in SETTINGS)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    storage = f"sqlite:///{out / 'study.db'}"
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ.copy())
     deadline = time.monotonic() + 300
-    done = []
-    while len(done) < 2:
-        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before it was killed"
+    while complete_trials(out / "study.db") < 2:
+        ended = process.poll() is not None
+        assert not ended and time.monotonic() < deadline, f"the sweep ended before it was killed:\n{errors.read_text()}"
         time.sleep(0.3)
-        if not (out / "study.db").exists():
-            continue
-        try:
-            trials = optuna.load_study(study_name="demo", storage=storage).trials
-        except (KeyError, ValueError, SQLAlchemyError):  # not created yet, or its tables being made right now
-            continue
-        done = [t for t in trials if t.state.name == "COMPLETE"]
+    storage = f"sqlite:///{out / 'study.db'}"
+    done = [t for t in optuna.load_study(study_name="demo", storage=storage).trials if t.state.name == "COMPLETE"]
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = {t.number: (t.params, t.value) for t in done}
@@ -99,6 +131,24 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_
             assert (trial.params, trial.value) == before[trial.number]
     # the trial killed mid-run stays running until its heartbeat is GRACE s old (then failed, its values queued
     # again): another worker could still be on it
+
+
+def test_a_sweep_waits_for_a_lock_held_past_sqlites_default_wait(registry, tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    with locked(out / "study.db", seconds=6):  # SQLite gives up after 5 s unless told otherwise
+        result = run_sweep("demo", space_file(tmp_path), 1, out, registry, overrides=SETTINGS, pruner="none")
+    assert states(result.study) == ["COMPLETE"]
+
+
+def test_a_database_locked_too_long_is_an_error_naming_it(registry, tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    monkeypatch.setattr(sweep, "SQLITE_WAIT", 0.5)
+    with locked(out / "study.db", seconds=3), pytest.raises(OnceError) as error:
+        run_sweep("demo", space_file(tmp_path), 1, out, registry, overrides=SETTINGS, pruner="none")
+    assert "database is locked" in str(error.value) and str(out / "study.db") in str(error.value)
+    assert "rerun" in str(error.value)
 
 
 @pytest.mark.parametrize(
