@@ -32,6 +32,7 @@ from once.train import train
 try:
     import optuna
     from optuna.trial import TrialState
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 except ImportError:
     raise OnceError("once sweep needs Optuna, which is not installed", hint='pip install "once[sweep]"') from None
@@ -280,7 +281,7 @@ def _database(storage: str) -> Iterator[None]:
     except OperationalError as error:
         raise OnceError(
             f"the study's database could not be used: {error.orig}",
-            where=storage,
+            where=make_url(storage).render_as_string(hide_password=True),
             hint="Another process may hold it (a worker, a dashboard); rerun the same command to resume the study.",
         ) from None
 
