@@ -145,7 +145,7 @@ def test_a_database_locked_too_long_is_an_error_naming_it(registry, tmp_path, mo
     out = tmp_path / "sweep"
     out.mkdir()
     monkeypatch.setattr(sweep, "SQLITE_WAIT", 0.5)
-    with locked(out / "study.db", seconds=3), pytest.raises(OnceError) as error:
+    with locked(out / "study.db", seconds=5), pytest.raises(OnceError) as error:  # 10x the wait
         run_sweep("demo", space_file(tmp_path), 1, out, registry, overrides=SETTINGS, pruner="none")
     assert "database is locked" in str(error.value) and str(out / "study.db") in str(error.value)
     assert "rerun" in str(error.value)
