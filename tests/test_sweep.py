@@ -118,10 +118,10 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(registry, tmp_
         ended = process.poll() is not None
         assert not ended and time.monotonic() < deadline, f"the sweep ended before it was killed:\n{errors.read_text()}"
         time.sleep(0.3)
-    storage = f"sqlite:///{out / 'study.db'}"
-    done = [t for t in optuna.load_study(study_name="demo", storage=storage).trials if t.state.name == "COMPLETE"]
     process.send_signal(signal.SIGKILL)
     process.wait()
+    storage = f"sqlite:///{out / 'study.db'}"
+    done = [t for t in optuna.load_study(study_name="demo", storage=storage).trials if t.state.name == "COMPLETE"]
     before = {t.number: (t.params, t.value) for t in done}
     result = run_sweep("demo", space_file(tmp_path), 4, out, registry, overrides=SETTINGS, pruner="none")
     complete = [t for t in result.study.trials if t.state.name == "COMPLETE"]
