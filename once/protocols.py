@@ -153,7 +153,9 @@ class ItemEncoder(Protocol):
     is the padding item (all fields 0). An item the data does not have (one posted to `once serve`) comes with
     item index -1 and its own fields; an encoder whose vectors come from per-item state rather than content
     (popularity, a random vector per item, cached states) sets `encodes_new_items = False`, and the server
-    refuses new items.
+    refuses new items. An encoder whose item vectors each read that item's features alone (no batch statistics,
+    no loss term over the call's items) sets `independent_items = True`: the engine may then encode a batch's
+    distinct items in several calls, grouped by length so that each is trimmed to its own longest text.
     """
 
     dim: int

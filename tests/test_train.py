@@ -12,7 +12,7 @@ from once.cli import run as cli
 from once.data.sampling import TrainingSamples
 from once.errors import Interrupted
 from once.evaluate import evaluate, score_split
-from once.model import build_recommender
+from once.model import CALL_COST_IN_TOKENS, build_recommender, length_groups
 from once.recipe import load_recipe
 from once.runs import BEST, STATE
 from once.train import train
@@ -235,6 +235,67 @@ def test_built_in_model_recipes_learn_the_demo(recipe, model, floor, tmp_path, r
         trained_model.unique_items = False
         every = trained_model(*batch, users)
     torch.testing.assert_close(once, every, rtol=1e-5, atol=1e-5)
+
+
+def groups_cost(lengths, cuts, call_cost):
+    """Padded positions encoded plus the calls' cost, for groups ending at `cuts`."""
+    return sum(n * max(int(lengths[b - 1]), 1) + call_cost for n, b in zip(np.diff([0, *cuts]), cuts, strict=True))
+
+
+def test_length_groups_are_the_cheapest_cuts():
+    assert length_groups(np.array([1, 1, 1, 9]), 0) == [3, 4]
+    assert length_groups(np.array([1, 1, 1, 9]), 100) == [4]  # a call costs more than the padding it saves
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = np.sort(rng.integers(0, 7, rng.integers(1, 10)))
+        call_cost = int(rng.choice([0, 2, 5, 30]))
+        ends = np.flatnonzero(np.diff(lengths)) + 1  # every cut between two distinct lengths, tried
+        every = [
+            [*(int(e) for e, keep in zip(ends, mask, strict=True) if keep), len(lengths)]
+            for mask in np.ndindex(*(2,) * len(ends))
+        ]
+        cheapest = min(groups_cost(lengths, cuts, call_cost) for cuts in every)
+        assert groups_cost(lengths, length_groups(lengths, call_cost), call_cost) == cheapest
+
+
+@pytest.mark.parametrize("recipe", ["demo", "demo-naml", "demo-npa", "demo-tanr"])
+def test_items_grouped_by_length_train_as_one_call_does(recipe, registry, monkeypatch):
+    """Scores and every gradient of a training forward and backward are those of one call of the item encoder;
+    TANR's topic loss is a mean over one call's items, so TANR is encoded in one call."""
+    overrides = ["model.item.word_dim=32", "model.item.filters=32", "model.item.query_dim=16", "model.item.dropout=0"]
+    resolved = load_recipe(recipe, registry, [*SMALL_DEMO, *(overrides[:1] if recipe == "demo" else overrides)])
+    data = load_data(resolved)
+    torch.manual_seed(0)
+    model = build_recommender(resolved, data).train()
+    model.item_encoder.dropout.p = 0.0  # NRMS's embedding dropout too
+    split, rows = data.splits["train"], np.arange(48)
+    history, candidates = (
+        torch.from_numpy(split.history.padded(rows, 20)),
+        torch.from_numpy(split.candidates.padded(rows, 5)),
+    )
+    users = torch.from_numpy(np.asarray(split.user_ids)[rows])
+    calls = []
+    model.item_encoder.register_forward_hook(lambda module, args, output: calls.append(len(output)))
+
+    def forward_and_backward():
+        model.zero_grad()
+        scores, terms = model(history, candidates, users, with_terms=True)
+        (scores.logsumexp(-1).sum() + sum(terms.values())).backward()
+        return scores.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    grouped = forward_and_backward()
+    grouped_calls, calls[:] = list(calls), []
+    monkeypatch.setitem(CALL_COST_IN_TOKENS, "cpu", float("inf"))  # one call
+    single = forward_and_backward()
+    assert calls == [sum(grouped_calls)]
+    if recipe == "demo-tanr":
+        assert len(grouped_calls) == 1
+    else:
+        assert len(grouped_calls) > 1, grouped_calls
+    torch.testing.assert_close(grouped[0], single[0], rtol=1e-5, atol=1e-5)
+    assert grouped[1].keys() == single[1].keys()
+    for name, gradient in grouped[1].items():
+        torch.testing.assert_close(gradient, single[1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.skipif(

@@ -129,6 +129,8 @@ def _view(model: nn.Module, path: str, layers: nn.ModuleList, replace: dict[str,
 class LmItemEncoder(nn.Module):
     """Frozen lower layers (or their cached states) -> trained top layers -> pooling -> projection."""
 
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: LmItemOptions, context) -> None:
         super().__init__()
         from transformers import AutoModel

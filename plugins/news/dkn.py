@@ -35,6 +35,8 @@ from once_plugins.news.parts import DknItemOptions, DknPredictorOptions, DknUser
 
 
 class DknItemEncoder(nn.Module):
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: DknItemOptions, context) -> None:
         super().__init__()
         self.field = context.require_text(options.field)

@@ -51,6 +51,8 @@ class FastformerAttention(nn.Module):
 
 
 class FastformerItemEncoder(nn.Module):
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: FastformerItemOptions, context) -> None:
         super().__init__()
         self.field = context.require_text(options.field)

@@ -19,6 +19,8 @@ from once_plugins.news.parts import LsturItemOptions, LsturUserOptions
 
 
 class LsturItemEncoder(nn.Module):
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: LsturItemOptions, context) -> None:
         super().__init__()
         context.require_text(options.field)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class NamlItemEncoder(nn.Module):
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: NamlItemOptions, context) -> None:
         super().__init__()
         self.text_views = [v for v in options.views if v in context.text_lengths]

@@ -47,6 +47,7 @@ class PersonalizedAttention(nn.Module):
 
 class NpaItemEncoder(nn.Module):
     user_conditioned = True  # features carry "user": the reader of each item occurrence
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
 
     def __init__(self, options: NpaItemOptions, context) -> None:
         super().__init__()

@@ -14,6 +14,8 @@ from once_plugins.news.parts import NrmsItemOptions, NrmsUserOptions
 
 
 class NrmsItemEncoder(nn.Module):
+    independent_items = True  # each item's vector reads its own features alone: the engine may group items by length
+
     def __init__(self, options: NrmsItemOptions, context) -> None:
         super().__init__()
         context.require_text(options.field)

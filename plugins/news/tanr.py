@@ -40,6 +40,8 @@ class TanrItemEncoder(nn.Module):
             options.word_dim, options.filters, options.window, options.query_dim, options.dropout
         )
         self.classifier = nn.Linear(options.filters, topics) if options.topic_weight else None
+        # the topic loss is a mean over one call's items: those must all come in one call
+        self.independent_items = self.classifier is None
         self.dim = options.filters
         self._terms: dict[str, torch.Tensor] = {}
 
