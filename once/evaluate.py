@@ -60,11 +60,14 @@ def encode_items(
     model.eval()
     order = np.argsort(model.token_counts(torch.from_numpy(items)).numpy(), kind="stable")
     mine = items[order][world.shard(len(items))]
+    # each chunk goes straight into its rows: two copies of the vectors at most (a baseline's vectors can be as
+    # wide as the vocabulary)
+    mine_vectors = torch.empty(len(mine), model.item_encoder.dim, device=device)
     with autocast(device, precision):
-        chunks = tracked(_chunks(len(mine), batch_size), -(-len(mine) // batch_size), "encoding items")
-        parts = [model.encode_items(torch.from_numpy(mine[rows]).to(device)).float() for rows in chunks]
-    mine_vectors = torch.cat(parts) if parts else torch.zeros(0, model.item_encoder.dim, device=device)
+        for rows in tracked(_chunks(len(mine), batch_size), -(-len(mine) // batch_size), "encoding items"):
+            mine_vectors[rows[0] : rows[-1] + 1] = model.encode_items(torch.from_numpy(mine[rows]).to(device))
     in_order = world.unshard(mine_vectors, len(items))
+    del mine_vectors
     vectors = torch.empty_like(in_order)
     vectors[torch.from_numpy(order).to(device)] = in_order
     return vectors
@@ -90,8 +93,9 @@ def split_item_vectors(
     """(num_items, item_dim): the vectors of every item the split names (its histories and candidates), zeros for
     the others; the fast path scores from them. Takes `evaluation_settings` as they are."""
     needed = np.union1d(np.union1d(split.history.values, split.candidates.values), [0]).astype(np.int64)  # 0: pad
+    encoded = encode_items(model, needed, batch_size, device, precision, world)
     items = torch.zeros(num_items, model.item_encoder.dim, device=device)
-    items[torch.from_numpy(needed).to(device)] = encode_items(model, needed, batch_size, device, precision, world)
+    items[torch.from_numpy(needed).to(device)] = encoded
     return items
 
 
