@@ -194,7 +194,11 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        report += f"\n\nDev curves per epoch: `{png.name}` (written by `once compare`)."
+        groups = png.with_name(f"{png.stem}-groups.png")
+        report += (
+            f"\n\nDev curves per epoch: `{png.name}`; test metrics by the user's history length: `{groups.name}`"
+            " (both written by `once compare`)."
+        )
     print(report)
     if args.write:
         write_section(args.write, "goodreads", report)
