@@ -194,11 +194,9 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        groups = png.with_name(f"{png.stem}-groups.png")
-        report += (
-            f"\n\nDev curves per epoch: `{png.name}`; test metrics by the user's history length: `{groups.name}`"
-            " (both written by `once compare`)."
-        )
+        groups = png.with_name(f"{png.stem}-groups.png")  # written when the runs kept their test impressions
+        by_history = f"; test metrics by the user's history length: `{groups.name}`" if groups.exists() else ""
+        report += f"\n\nDev curves per epoch: `{png.name}`{by_history} (written by `once compare`)."
     print(report)
     if args.write:
         write_section(args.write, "goodreads", report)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -143,12 +144,13 @@ def run_one(
     from once.assembly import load_data
     from once.data.sampling import prefetched, training_batches
     from once.evaluate import evaluate, evaluation_settings, score_split, split_metrics
-    from once.model import CALL_COST_IN_TOKENS
     from once.recipe import load_recipe
     from once.train import Trainer
 
     recipe, overrides = recipe_for(corpus, model, goodreads)
     resolved = load_recipe(recipe, None, overrides)
+    # the costs of a call by device; absent in an earlier commit's tree (--baseline), where items go in one call
+    call_cost_in_tokens = getattr(importlib.import_module("once.model"), "CALL_COST_IN_TOKENS", {})
     figures: dict = {"corpus": corpus, "model": model, "recipe": recipe, "threads": torch.get_num_threads()}
     started = time.perf_counter()
     data = load_data(resolved)
@@ -180,9 +182,9 @@ def run_one(
     def samples_per_s(*, unique: bool = True, full_width: bool = False, prefetch: int = 0, grouped: bool = True):
         trainer.model.unique_items = unique
         trainer.model.train()
-        call_costs = dict(CALL_COST_IN_TOKENS)
+        call_costs = dict(call_cost_in_tokens)
         if not grouped:  # a batch's distinct items in one call, as before length groups
-            CALL_COST_IN_TOKENS.clear()
+            call_cost_in_tokens.clear()
         try:
             with contextlib.closing(prefetched(stream(full_width), prefetch)) as batches:
                 for step, batch in enumerate(batches):
@@ -193,7 +195,7 @@ def run_one(
                     else:
                         trainer.step(batch)
         finally:
-            CALL_COST_IN_TOKENS.update(call_costs)
+            call_cost_in_tokens.update(call_costs)
             trainer.model.unique_items = True
         return seen / (time.perf_counter() - begun)
 
