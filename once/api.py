@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         ConvTextEncoder,
         Dropout,
         MultiHeadSelfAttention,
+        WordEmbedding,
         convolve_words,
         masked_softmax,
         word_embedding,
@@ -79,6 +80,7 @@ LAZY = {
             "Dropout",
             "MultiHeadSelfAttention",
             "masked_softmax",
+            "WordEmbedding",
             "word_embedding",
         ),
         "once.nn",
@@ -148,6 +150,7 @@ __all__ = [
     "quiet_transformers",
     "read_text",
     "word_embedding",
+    "WordEmbedding",
     "write_atomic",
     "write_mind_files",
 ]

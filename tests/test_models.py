@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from once.api import BuildContext, Pairs, RecipeError
-from once.nn import Dropout, MultiHeadSelfAttention, convolve_words, masked_softmax
+from once.nn import Dropout, MultiHeadSelfAttention, WordEmbedding, convolve_words, masked_softmax
 from once.registry import load_registry
 
 REGISTRY = load_registry()
@@ -107,6 +107,40 @@ def test_convolving_words_as_one_matrix_product_is_nn_conv1d(window):
     for a, b in zip(torch.autograd.grad(ours, (words, conv.weight, conv.bias), grad), expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert convolve_words(conv, torch.zeros(0, 7, 6)).shape == (0, 7, 4)  # an empty batch, as nn.Conv1d takes
+
+
+def test_word_lookups_with_sparse_gradients_give_the_dense_gradient(tmp_path):
+    """Lookups smaller than the vocabulary take sparse gradients; the weight's gradient is the dense one nn.Embedding
+    gives, summed over lookups (a large one stays dense) and over two backward passes, also under DDP."""
+    torch.manual_seed(0)
+    embedding = WordEmbedding(50, 6, padding_idx=0)
+    reference = torch.nn.Embedding(50, 6, padding_idx=0)
+    reference.weight.data.copy_(embedding.weight.data)
+    lookups = [torch.randint(0, 50, shape) for shape in [(3, 4), (5, 2), (1, 7), (9, 8)]]  # the last 72 >= 50 rows
+    assert [look.numel() < 50 for look in lookups] == [True, True, True, False]
+    assert embedding(lookups[0]).grad_fn._saved_sparse and not embedding(lookups[3]).grad_fn._saved_sparse
+    with torch.no_grad():
+        assert embedding(lookups[0]).grad_fn is None
+
+    def loss(module, lookups=lookups):
+        return sum((module(look) * torch.arange(6.0)).tanh().sum() for look in lookups)
+
+    for used in (lookups[:3], lookups):  # sparse lookups alone, then with a dense one; the second backward adds
+        loss(embedding, used).backward()  # to the gradient, as gradient accumulation does
+        loss(reference, used).backward()
+        assert embedding.weight.grad.layout == torch.strided
+        torch.testing.assert_close(embedding.weight.grad, reference.weight.grad)
+    assert embedding.weight.grad[0].abs().sum() == 0  # padding
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        embedding.weight.grad = reference.weight.grad = None
+        parallel = torch.nn.parallel.DistributedDataParallel(embedding)
+        loss(parallel, lookups[:3]).backward()
+        loss(reference, lookups[:3]).backward()
+        torch.testing.assert_close(embedding.weight.grad, reference.weight.grad)
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def test_self_attention_is_the_papers_formula_with_masked_keys():
