@@ -92,7 +92,12 @@ def run_one(model: str, folder: Path | None, steps: int, corpus: str = "goodread
     once.model.torch.unique = unique
     totals = {e.key: e.cpu_time_total / 1e6 for e in trace.key_averages()}  # seconds, children included
     seconds = {phase: totals.get(phase, 0.0) for phase in PHASES}
-    embedding_backward = totals.get("aten::embedding_dense_backward", 0.0)  # the autograd nodes around it contain it
+    # the autograd nodes around these contain them; a sparse lookup's gradient is densified by once.nn's hook
+    # (to_dense), but autograd's sum of a step's sparse gradients is an `aten::add` among the others
+    embedding_backward = sum(
+        totals.get(name, 0.0)
+        for name in ("aten::embedding_dense_backward", "aten::embedding_sparse_backward", "aten::to_dense")
+    )
     forward = totals.get("forward", 0.0)
     seconds["forward, rest"] = max(
         0.0, forward - seconds["unique/gather"] - seconds["item encoder"] - seconds["user encoder + score"]
