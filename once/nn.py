@@ -122,12 +122,15 @@ class WordEmbedding(nn.Embedding):
     the gradient), registered by the first sparse lookup, so that a weight loaded or copied later has it too."""
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        sparse = self.sparse or (
-            tokens.numel() < self.num_embeddings
-            and tokens.device.type == "cpu"
-            and self.weight.requires_grad
+        # the compiling check first: under dynamic shapes the size comparison is symbolic (a guard and a graph
+        # break where F.embedding gets it); compiled graphs keep dense lookups
+        sparse = self.sparse or bool(
+            not torch.compiler.is_compiling()
+            and self.training
             and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
+            and self.weight.requires_grad
+            and tokens.device.type == "cpu"
+            and tokens.numel() < self.num_embeddings
         )
         if sparse and densify_gradient not in (self.weight._post_accumulate_grad_hooks or {}).values():
             self.weight.register_post_accumulate_grad_hook(densify_gradient)

@@ -1,5 +1,6 @@
 """Every built-in encoder: padding never changes the output, an empty history gives a finite user vector."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -117,10 +118,11 @@ def test_word_lookups_with_sparse_gradients_give_the_dense_gradient(tmp_path):
     reference = torch.nn.Embedding(50, 6, padding_idx=0)
     reference.weight.data.copy_(embedding.weight.data)
     lookups = [torch.randint(0, 50, shape) for shape in [(3, 4), (5, 2), (1, 7), (9, 8)]]  # the last 72 >= 50 rows
+    lookups[0][:, -1] = 0  # padding in a sparse lookup
     assert [look.numel() < 50 for look in lookups] == [True, True, True, False]
     assert embedding(lookups[0]).grad_fn._saved_sparse and not embedding(lookups[3]).grad_fn._saved_sparse
-    with torch.no_grad():
-        assert embedding(lookups[0]).grad_fn is None
+    assert not embedding.eval()(lookups[0]).grad_fn._saved_sparse  # evaluation keeps dense lookups
+    embedding.train()
 
     def loss(module, lookups=lookups):
         return sum((module(look) * torch.arange(6.0)).tanh().sum() for look in lookups)
@@ -131,6 +133,11 @@ def test_word_lookups_with_sparse_gradients_give_the_dense_gradient(tmp_path):
         assert embedding.weight.grad.layout == torch.strided
         torch.testing.assert_close(embedding.weight.grad, reference.weight.grad)
     assert embedding.weight.grad[0].abs().sum() == 0  # padding
+    copied = copy.deepcopy(embedding)  # a copied weight has no hook: the first sparse lookup registers one
+    copied.weight.grad = reference.weight.grad = None
+    loss(copied, lookups[:3]).backward()
+    loss(reference, lookups[:3]).backward()
+    torch.testing.assert_close(copied.weight.grad, reference.weight.grad)
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
