@@ -119,7 +119,8 @@ class WordEmbedding(nn.Embedding):
     (15,383 x 300 on Goodreads-MIND, about 4 groups a step: NRMS's and NAML's steps take 1.3x less time without).
     Not on a GPU, where a step looks words up once.
     The densifying is a hook on `weight` (`register_post_accumulate_grad_hook`: it runs before DDP's reducer reads
-    the gradient), registered by the first sparse lookup, so that a weight loaded or copied later has it too."""
+    the gradient), registered by the first sparse lookup, so that a weight loaded or copied later has it too.
+    `torch.autograd.grad` of the weight, which accumulates into no `.grad`, returns the sparse sum."""
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # the compiling check first: under dynamic shapes the size comparison is symbolic (a guard and a graph
