@@ -44,6 +44,44 @@ def torchrun(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
     return done
 
 
+SPARSE_LOOKUPS_UNDER_DDP = """
+import sys, torch
+from once.nn import WordEmbedding
+torch.distributed.init_process_group("gloo")
+rank = torch.distributed.get_rank()
+torch.manual_seed(0)
+embedding = WordEmbedding(50, 6, padding_idx=0)
+reference = torch.nn.Embedding(50, 6, padding_idx=0)
+reference.weight.data.copy_(embedding.weight.data)
+lookups = [[torch.randint(0, 50, shape) for shape in [(3, 4), (5, 2), (1, 7)]] for _ in range(2)]  # per rank
+parallel = torch.nn.parallel.DistributedDataParallel(embedding)
+sum((parallel(look) * torch.arange(6.0)).tanh().sum() for look in lookups[rank]).backward()
+for mine in lookups:  # both ranks' dense gradients, averaged as DDP averages
+    sum((reference(look) * torch.arange(6.0)).tanh().sum() / 2 for look in mine).backward()
+assert embedding.weight.grad.layout == torch.strided, embedding.weight.grad.layout
+torch.testing.assert_close(embedding.weight.grad, reference.weight.grad)
+del parallel
+torch.distributed.destroy_process_group()
+print("rank", rank, "dense and equal")
+"""
+
+
+def test_sparse_word_lookups_reach_ddp_as_the_averaged_dense_gradient(tmp_path):
+    """once.nn.WordEmbedding's densifying hook runs before DDP's reducer reads the gradient: two gloo processes with
+    different sparse lookups end with the average of their dense gradients."""
+    script = tmp_path / "sparse_ddp.py"
+    script.write_text(SPARSE_LOOKUPS_UNDER_DDP)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(
+        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0 dense and equal",
+        "rank 1 dense and equal",
+    ]
+
+
 def kill_processes_mentioning(text: str) -> set[int]:
     """SIGKILL every process whose command line contains `text`; their pids."""
     killed = set()
